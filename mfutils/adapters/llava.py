@@ -1,0 +1,22 @@
+"""LLaVA-1.5 (``llava-hf/llava-1.5-*-hf``) and the model organism (a tiny LLaVA)."""
+
+from __future__ import annotations
+
+from .base import Adapter, register
+
+
+@register
+class LlavaAdapter(Adapter):
+    family = "llava-1.5"
+    model_types = ("llava",)
+
+
+@register
+class OrganismAdapter(LlavaAdapter):
+    family = "organism"
+
+    @classmethod
+    def matches(cls, config) -> bool:
+        from ..organism import ORGANISM_MARKER
+
+        return config.model_type == "llava" and (getattr(config, "mfutils", None) or {}).get("kind") == ORGANISM_MARKER

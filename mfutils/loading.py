@@ -1,0 +1,157 @@
+"""One entry point to load any supported model by id, offline, with its processor and adapter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from .adapters import Adapter, UnsupportedModelError, adapter_for, registered_families
+from .paths import organism_dir
+from .schema import Item
+
+ORGANISM_ID = "organism"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelNotAvailableError(FileNotFoundError):
+    """The model is neither a local folder nor in the local Hugging Face cache."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """The model folder exists but its files cannot be read."""
+
+
+def load_image(item: Item) -> Image.Image:
+    """The item's image: a rendered synthetic one, or an RGB file from disk."""
+    ref = item.image_ref
+    if ref is None:
+        raise ValueError(f"item {item.uid} has no image")
+    if ref.startswith("synthetic:"):
+        from .synthetic import image_from_ref
+
+        return image_from_ref(ref)
+    path = Path(ref)
+    if not path.exists():
+        raise FileNotFoundError(f"item {item.uid}: image file {path} not found (see the GPU guide for COCO)")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with what every analysis needs beside it."""
+
+    model: torch.nn.Module
+    processor: object
+    adapter: Adapter
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+    image_loader: Callable[[Item], Image.Image] = load_image
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def resolve(model_id: str) -> str:
+    """``'organism'`` -> the shipped checkpoint folder; anything else is returned unchanged."""
+    return str(organism_dir()) if model_id == ORGANISM_ID else model_id
+
+
+def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32") -> ModelBundle:
+    """Load ``model_id`` (``'organism'``, a local folder, or a Hub id already in the local cache).
+
+    Never downloads. Fails at once, saying what to do, for an unknown family, a model that
+    is not available offline, a corrupt checkpoint, or an unknown device / dtype.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu'")
+    source = resolve(model_id)
+    local = Path(source)
+    looks_local = local.exists() or source.startswith((".", "/")) or model_id == ORGANISM_ID
+    if looks_local and not (local / "config.json").exists():
+        hint = (
+            "restore it with `git checkout -- models/organism` or rebuild it with `make organism`"
+            if model_id == ORGANISM_ID
+            else "pass a folder that holds config.json and the weights"
+        )
+        raise ModelNotAvailableError(f"model folder {local} has no config.json; {hint}")
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as err:
+        if looks_local:
+            raise CorruptCheckpointError(f"cannot read {local / 'config.json'}: {err}") from err
+        raise ModelNotAvailableError(
+            f"model {model_id!r} is not available offline. On a machine with network run "
+            f"`huggingface-cli download {model_id}` (or `hf download {model_id}`), or pass the path "
+            f"of a local copy as model_id. Supported families: {', '.join(registered_families())}."
+        ) from err
+    try:
+        # fail on the family before touching the (possibly large) weights
+        adapter_for(_ConfigOnly(config))
+    except UnsupportedModelError:
+        raise
+    _register_attention()
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            source,
+            local_files_only=True,
+            dtype=DTYPES[dtype],
+            attn_implementation=MF_ATTENTION,
+        )
+        processor = AutoProcessor.from_pretrained(source, local_files_only=True)
+    except OSError as err:
+        if looks_local:
+            raise CorruptCheckpointError(
+                f"the checkpoint in {local} could not be loaded ({err}). "
+                + ("Restore it with `git checkout -- models/organism` or retrain with `make organism`."
+                   if model_id == ORGANISM_ID else "Re-download or re-save it.")
+            ) from err
+        raise ModelNotAvailableError(f"model {model_id!r}: weights or processor missing offline ({err})") from err
+    except Exception as err:  # safetensors raises its own error types on truncated files
+        if "safetensor" in type(err).__module__ or "header" in str(err).lower() or "deserializ" in str(err).lower():
+            raise CorruptCheckpointError(
+                f"the weights in {local} are corrupt ({err}). "
+                "Restore them with `git checkout -- models/organism` or retrain with `make organism`."
+            ) from err
+        raise
+    model.to(dev).eval()
+    if hasattr(processor, "tokenizer"):
+        processor.tokenizer.padding_side = "right"
+    return ModelBundle(model, processor, adapter_for(model), model_id, dev, DTYPES[dtype])
+
+
+class _ConfigOnly:
+    """Just enough of a model for :func:`adapter_for` to pick a family from a config."""
+
+    def __init__(self, config):
+        self.config = config
+
+
+def organism_card() -> dict:
+    """The shipped organism's training record (``training.json`` beside the weights)."""
+    path = organism_dir() / "training.json"
+    if not path.exists():
+        raise ModelNotAvailableError(f"{path} is missing; run `make organism` to rebuild the organism")
+    return json.loads(path.read_text())
+
+
+# -- attention implementation ------------------------------------------------------------
+from .interventions.attention import MF_ATTENTION  # noqa: E402
+
+
+def _register_attention() -> None:
+    from .interventions.attention import register_attention
+
+    register_attention()

@@ -1,0 +1,48 @@
+"""Figures: one palette (image vs text), readable at page width, CI bands, labelled axes."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: papermill, nbval and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+#: One colour per modality across the whole book.
+PALETTE = {"image": "#1f77b4", "text": "#d62728", "Vision Following": "#1f77b4", "Text Following": "#d62728"}
+PAPER_STYLE = {"color": "0.45", "linestyle": "--", "linewidth": 1.4}
+WIDTH = 7.0
+
+
+def setup() -> None:
+    """Seaborn theme and deterministic PNG output for every chapter."""
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 110, "svg.hashsalt": "mfutils", "figure.max_open_warning": 0})
+
+
+def direction_label(target: str) -> str:
+    return {"image": "Vision Following", "text": "Text Following"}.get(target, target)
+
+
+def bar_with_ci(ax, summary: pd.DataFrame, x: str, y: str = "following_ratio", hue: str | None = None, ylabel: str = ""):
+    """Bars of ``y`` with ``ci_low``/``ci_high`` error bars (one bar per row of ``summary``)."""
+    labels = summary[x].astype(str).tolist()
+    colours = [PALETTE.get(str(summary[hue].iloc[i]) if hue else "", "0.5") for i in range(len(summary))]
+    ax.bar(range(len(summary)), summary[y], color=colours, alpha=0.85)
+    err = [summary[y] - summary["ci_low"], summary["ci_high"] - summary[y]]
+    ax.errorbar(range(len(summary)), summary[y], yerr=err, fmt="none", ecolor="black", capsize=3, linewidth=1)
+    ax.set_xticks(range(len(summary)))
+    ax.set_xticklabels(labels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel or y)
+    return ax
+
+
+def line_with_band(ax, df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None, label: str = "",
+                   color: str | None = None, **kw):
+    """A line of ``y`` over ``x`` with a shaded ``[lo, hi]`` band when given."""
+    ax.plot(df[x], df[y], label=label, color=color, **kw)
+    if lo and hi:
+        ax.fill_between(df[x], df[lo], df[hi], color=color, alpha=0.2, linewidth=0)
+    return ax

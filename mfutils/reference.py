@@ -1,0 +1,30 @@
+"""The paper's own per-layer curves (``reference/paper_curves.csv``), for drawing beside ours."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .paths import project_root
+
+CITATION = (
+    "Zhang et al., Instruction Anchors: Dissecting the Causal Dynamics of Modality Arbitration, "
+    "arXiv 2602.03677 (2026); curves from the authors' rebuttal figures (EchoDreamer/Modality-Following)."
+)
+
+#: the paper's model sizes (layers) for the relative-depth axis
+N_LAYERS = {"Qwen2.5-VL-7B": 28, "InternVL3-14B": 48, "DeepSeek-VL2-Tiny": 12}
+
+
+def paper_curves(figure: str | None = None, model: str | None = None) -> pd.DataFrame:
+    """The reference table, optionally one figure / model, with a ``depth`` column in [0, 1]."""
+    path = project_root() / "reference" / "paper_curves.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; it ships with the repository (git checkout -- reference)")
+    df = pd.read_csv(path)
+    if figure is not None:
+        df = df[df["figure"] == figure]
+    if model is not None:
+        df = df[df["model"] == model]
+    n = df["model"].map(N_LAYERS)
+    df = df.assign(depth=(df["layer"] + 0.5) / n)
+    return df.reset_index(drop=True)

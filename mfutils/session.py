@@ -1,0 +1,57 @@
+"""What every chapter does first: validate parameters, fix threads and seeds, load the model.
+
+Threads: on small tensors PyTorch's default of one thread per core is often 10-20x slower
+than one thread when another process keeps the second core busy (measured with
+``scripts/benchmark.py``), so chapters set the count explicitly from ``num_threads``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .loading import ModelBundle, load_model
+from .params import RunSpec
+from .results import RunWriter
+
+
+@dataclass
+class Session:
+    spec: RunSpec
+    bundle: ModelBundle
+    writer: RunWriter
+
+
+def configure(spec: RunSpec) -> None:
+    """Threads, seeds and deterministic kernels from the spec (CPU runs are bit-reproducible)."""
+    torch.set_num_threads(spec.num_threads)
+    random.seed(spec.seed)
+    np.random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    if spec.device == "cpu":
+        torch.use_deterministic_algorithms(True)
+    torch.set_grad_enabled(False)  # analyses are inference; scorers that need gradients enable them locally
+
+
+def start(spec: RunSpec) -> Session:
+    """Configure, load the model, and open the run's (not yet visible) results folder."""
+    configure(spec)
+    bundle = load_model(spec.model_id, device=spec.device, dtype=spec.dtype)
+    return Session(spec, bundle, RunWriter(spec))
+
+
+def describe(session: Session) -> dict:
+    """A short, printable description of the run (no absolute paths, no times)."""
+    s = session.spec
+    return {
+        "chapter": s.chapter,
+        "model": s.model_id,
+        **session.bundle.adapter.describe(),
+        "data": s.data,
+        "n_samples": s.n_samples,
+        "seed": s.seed,
+        "results": str(s.run_dir().relative_to(s.run_dir().parents[3])),
+    }

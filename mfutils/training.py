@@ -1,0 +1,135 @@
+"""Deterministic CPU training of the model organism.
+
+Loss: cross-entropy of the first token of the following answer at the last position (the
+only position whose prediction the analyses read). Same seed, same thread count, same
+package versions -> bit-identical weights (``torch.use_deterministic_algorithms``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import synthetic
+from .encoding import Batch, collate, encode_one
+from .loading import load_image
+from .metrics import answer_tokens, last_logits
+from .organism import OrganismConfig, build_model, build_processor
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    steps: int = 900
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    threads: int = 1
+    eval_every: int = 100
+    eval_size: int = 512
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def _encode(processor, image_token_id, items) -> Batch:
+    pairs = [encode_one(processor, image_token_id, it, load_image) for it in items]
+    inputs, lengths = collate([p[0] for p in pairs], processor.tokenizer.pad_token_id)
+    return Batch(inputs, [p[1] for p in pairs], lengths, list(items))
+
+
+@torch.no_grad()
+def accuracy_by_group(model, processor, items, batch_size: int = 128) -> dict[str, float]:
+    """Share of items whose argmax answer is the following one, per kind/target group."""
+    model.eval()
+    tok = processor.tokenizer
+    image_token_id = model.config.image_token_id
+    hits: dict[str, list[int]] = {}
+    for i in range(0, len(items), batch_size):
+        chunk = items[i : i + batch_size]
+        batch = _encode(processor, image_token_id, chunk)
+        logits = last_logits(model(**batch.inputs), batch.lengths)
+        pred = logits.argmax(-1).tolist()
+        for it, p in zip(chunk, pred):
+            group = it.kind if it.target is None else f"{it.kind}/{it.target}"
+            hits.setdefault(group, []).append(int(p in answer_tokens(tok, it).following))
+    return {g: sum(v) / len(v) for g, v in sorted(hits.items())}
+
+
+def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig = OrganismConfig(), log=print) -> dict:
+    """Train an organism from scratch into ``out_dir``; returns the training record."""
+    seed_everything(cfg.seed, cfg.threads)
+    processor = build_processor(arch)
+    model = build_model(processor, arch)
+    tok = processor.tokenizer
+    image_token_id = model.config.image_token_id
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+    )
+    train_items = synthetic.make_split("train", cfg.steps * cfg.batch_size, seed=cfg.seed)
+    monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1)
+    curve = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        model.train()
+        chunk = train_items[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        batch = _encode(processor, image_token_id, chunk)
+        targets = torch.tensor([tok.convert_tokens_to_ids(it.following_answer) for it in chunk])
+        logits = last_logits(model(**batch.inputs), batch.lengths)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == cfg.steps - 1:
+            row = {"step": step, "loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 1)}
+            if step % cfg.eval_every == 0 or step == cfg.steps - 1:
+                row["eval"] = accuracy_by_group(model, processor, monitor)
+                log(json.dumps(row))
+            curve.append(row)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    record = {
+        "train_config": asdict(cfg),
+        "architecture": asdict(arch),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(seconds, 1),
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "processor": platform.processor() or platform.machine()},
+        "curve": curve,
+        "weights_sha256": weights_digest(out_dir),
+    }
+    (out_dir / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 of the tensors in ``model.safetensors`` (independent of file metadata)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(Path(folder) / "model.safetensors"))
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

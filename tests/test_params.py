@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mfutils.params import ParameterError, RunSpec, spec_from_namespace
+
+
+def test_unknown_parameter_fails_loudly():
+    ns = {"model_id": "organism", "n_sampels": 10, "os": os}
+    with pytest.raises(ParameterError, match="n_sampels"):
+        spec_from_namespace(RunSpec, ns, "00_x")
+
+
+def test_ill_typed_parameter_fails_loudly():
+    with pytest.raises(ParameterError, match="n_samples"):
+        spec_from_namespace(RunSpec, {"n_samples": "many"}, "00_x")
+    with pytest.raises(ParameterError, match="seed"):
+        RunSpec(chapter="c", seed=True)
+
+
+def test_int_is_accepted_for_float_fields():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class S(RunSpec):
+        alpha: float = 1.5
+
+    assert spec_from_namespace(S, {"alpha": 2}, "c").alpha == 2.0
+
+
+def test_run_dir_is_derived_from_parameters(tmp_path):
+    a = RunSpec(chapter="c", seed=1, output_dir=str(tmp_path))
+    b = RunSpec(chapter="c", seed=1, output_dir=str(tmp_path), batch_size=7)
+    c = RunSpec(chapter="c", seed=2, output_dir=str(tmp_path))
+    assert a.run_dir() == b.run_dir() != c.run_dir()
+    assert a.run_dir().parent.name == "organism"
+    hub = RunSpec(chapter="c", model_id="llava-hf/llava-1.5-7b-hf", output_dir=str(tmp_path))
+    assert hub.run_dir().parent.name == "llava-hf_llava-1.5-7b-hf"
