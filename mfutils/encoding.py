@@ -77,8 +77,13 @@ def _token_spans(offsets, char_spans: dict[str, tuple[int, int]], shift: int) ->
     return out
 
 
-def encode_one(processor, image_token_id: int, item: Item, image_loader, layout: str = "paper") -> tuple[dict, dict]:
-    """Encode one item: ``(processor outputs with batch dim 1, group -> positions)``."""
+def encode_one(processor, image_token_id: int, item: Item, image_loader, layout: str = "paper",
+               wrapper_ids: frozenset[int] = frozenset()) -> tuple[dict, dict]:
+    """Encode one item: ``(processor outputs with batch dim 1, group -> positions)``.
+
+    ``wrapper_ids``: tokens the processor adds around the image tokens (InternVL's ``<img>``,
+    ``</img>``); they belong to no text segment and to no group.
+    """
     seg = build_segments(item, layout)
     prompt = chat_prompt(processor, seg.user_text, seg.has_image)
     shift = prompt.find(seg.user_text)
@@ -92,8 +97,9 @@ def encode_one(processor, image_token_id: int, item: Item, image_loader, layout:
     ids = enc["input_ids"][0].tolist()
     plain_ids = plain["input_ids"]
     # map plain (unexpanded) positions to expanded positions through the non-image tokens
-    expanded_text = [i for i, t in enumerate(ids) if t != image_token_id]
-    plain_text = [i for i, t in enumerate(plain_ids) if t != image_token_id]
+    skip = {image_token_id} | set(wrapper_ids)
+    expanded_text = [i for i, t in enumerate(ids) if t not in skip]
+    plain_text = [i for i, t in enumerate(plain_ids) if t not in skip]
     if [ids[i] for i in expanded_text] != [plain_ids[i] for i in plain_text]:
         raise EncodingError(
             f"item {item.uid}: processor and tokenizer disagree on the text tokens; "
@@ -107,10 +113,11 @@ def encode_one(processor, image_token_id: int, item: Item, image_loader, layout:
     spans["vision"] = vision
     last = len(ids) - 1
     spans["last"] = [last]
-    start = (vision[-1] + 1) if vision else min(
+    start = (max(vision) + 1) if vision else min(
         (p[0] for n, p in spans.items() if p and n not in ("last",)), default=0
     )
-    spans["text"] = [i for i in range(start, last) if i not in set(vision)]
+    wrappers = {i for i, t in enumerate(ids) if t in wrapper_ids}
+    spans["text"] = [i for i in range(start, last) if i not in set(vision) and i not in wrappers]
     if seg.has_image and not vision:
         raise EncodingError(f"item {item.uid}: the processor produced no image tokens")
     return dict(enc), spans
@@ -138,7 +145,9 @@ def collate(encodings: list[dict], pad_id: int) -> tuple[dict[str, torch.Tensor]
 
 def encode(bundle, items: list[Item], layout: str = "paper") -> Batch:
     """Encode ``items`` for ``bundle`` (a :class:`mfutils.loading.ModelBundle`) as one batch."""
-    pairs = [encode_one(bundle.processor, bundle.adapter.image_token_id, it, bundle.image_loader, layout) for it in items]
+    ad = bundle.adapter
+    wrappers = frozenset(ad.wrapper_token_ids(bundle.processor))
+    pairs = [encode_one(bundle.processor, ad.image_token_id, it, bundle.image_loader, layout, wrappers) for it in items]
     inputs, lengths = collate([p[0] for p in pairs], bundle.processor.tokenizer.pad_token_id)
     return Batch(inputs, [p[1] for p in pairs], lengths, list(items))
 

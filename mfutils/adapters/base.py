@@ -88,6 +88,10 @@ class Adapter:
                 return int(value)
         raise AttributeError(f"{self.family}: config has no image token id")
 
+    def wrapper_token_ids(self, processor) -> set[int]:
+        """Tokens the processor adds around image tokens that the chat template does not write."""
+        return set()
+
     # -- readout ------------------------------------------------------------------------
     def lens(self, resid: torch.Tensor) -> torch.Tensor:
         """Logit lens: ``(..., d_model)`` residual -> ``(..., vocab)`` logits via final norm + unembedding."""

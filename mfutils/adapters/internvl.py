@@ -9,3 +9,7 @@ from .base import Adapter, register
 class InternVLAdapter(Adapter):
     family = "internvl"
     model_types = ("internvl",)
+
+    def wrapper_token_ids(self, processor) -> set[int]:
+        # the processor expands <IMG_CONTEXT> into <img> + N x <IMG_CONTEXT> + </img>
+        return {processor.start_image_token_id, processor.end_image_token_id}

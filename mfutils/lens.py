@@ -1,0 +1,153 @@
+"""Logit lens, LDAR and the per-sublayer logit-change decomposition (chapters 02 and 03).
+
+For a residual ``r`` the lens reads ``lens(r) = W_U · norm(r)`` (final norm, unembedding).
+With ``pre_l`` the residual entering layer ``l``, ``mid_l = pre_l + attn_l`` and
+``pre_{l+1} = mid_l + mlp_l``, the *logit-change contribution* of a sublayer is the lens
+after it minus the lens before it (paper-notes.md). These telescope exactly:
+
+    lens(final) = lens(pre_0) + sum_l [lens(mid_l) - lens(pre_l)] + [lens(pre_{l+1}) - lens(mid_l)]
+
+so the per-layer contributions plus the embedding term sum to the model's own logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .encoding import batches, encode
+from .interventions import capture
+from .metrics import answer_tokens, last_logits
+
+
+@dataclass
+class LensTrace:
+    """Per-sample answer logits along depth at one position.
+
+    ``follow``/``comp``: ``(B, 2L + 1)`` lens values of the following / competitor answer
+    (logsumexp over each answer's tokens) at stages ``pre_0, mid_0, pre_1, mid_1, ..., final``.
+    """
+
+    follow: np.ndarray
+    comp: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.follow - self.comp
+
+
+def _set_value(logits: torch.Tensor, ids_per_sample: list[tuple[int, ...]]) -> torch.Tensor:
+    out = torch.full(logits.shape[:-1], float("nan"))
+    for b, ids in enumerate(ids_per_sample):
+        if ids:
+            out[b] = torch.logsumexp(logits[b, ..., list(ids)].float(), dim=-1)
+    return out
+
+
+@torch.no_grad()
+def trace(bundle, items, batch_size: int, position: str = "last") -> tuple[pd.DataFrame, LensTrace]:
+    """Run the lens over every stage at ``position`` (``"last"`` or a group's last token,
+    e.g. ``"instruction"``). Returns per-sample metadata (with the model's final decision
+    and logits) and the :class:`LensTrace`.
+    """
+    ad = bundle.adapter
+    meta, fol, com = [], [], []
+    for chunk in batches(items, batch_size):
+        batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
+        answers = [answer_tokens(bundle.tokenizer, it) for it in chunk]
+        if position == "last":
+            pos = batch.last[:, None]
+        else:
+            pos = torch.tensor([[sp[position][-1]] for sp in batch.spans], device=bundle.device)
+        with capture(ad, pos) as store:
+            out = bundle.model(**batch.inputs)
+        stages = []
+        for layer in range(ad.n_layers):
+            pre = store["resid_pre"][layer][:, 0]
+            stages += [pre, pre + store["attn"][layer][:, 0]]
+        stages.append(store["resid_final"][:, 0])
+        lens = torch.stack([ad.lens(s) for s in stages], dim=1)  # (B, 2L+1, V)
+        f = _set_value(lens, [a.following for a in answers])
+        c = _set_value(lens, [a.competitor for a in answers])
+        final = last_logits(out, batch.lengths)
+        top = final.argmax(-1).tolist()
+        for b, it in enumerate(chunk):
+            dec = 1 if top[b] in answers[b].following else (-1 if top[b] in answers[b].competitor else 0)
+            meta.append({"uid": it.uid, "target": it.target, "decision": dec,
+                         "competitor_is_prior": bool((it.meta or {}).get("prior") == it.competitor_answer),
+                         "model_margin": float(_set_value(final[b : b + 1], [answers[b].following])[0]
+                                               - _set_value(final[b : b + 1], [answers[b].competitor])[0])})
+        fol.append(f.numpy())
+        com.append(c.numpy())
+    return pd.DataFrame(meta), LensTrace(np.concatenate(fol), np.concatenate(com))
+
+
+def per_layer(tr: LensTrace) -> dict[str, np.ndarray]:
+    """Lens values at each layer's output (``pre_{l+1}``; the last is the final residual),
+    and the attention and MLP logit-change contributions, each ``(B, L)``."""
+    pre = tr.follow[:, 0::2], tr.comp[:, 0::2]        # pre_0 .. pre_{L-1}, final
+    mid = tr.follow[:, 1::2], tr.comp[:, 1::2]        # mid_0 .. mid_{L-1}
+    out = {}
+    for name, k in (("follow", 0), ("comp", 1)):
+        out[f"{name}_lens"] = pre[k][:, 1:]
+        out[f"{name}_attn"] = mid[k] - pre[k][:, :-1]
+        out[f"{name}_mlp"] = pre[k][:, 1:] - mid[k]
+        out[f"{name}_embed"] = pre[k][:, 0]
+    for part in ("lens", "attn", "mlp", "embed"):
+        out[f"margin_{part}"] = out[f"follow_{part}"] - out[f"comp_{part}"]
+    return out
+
+
+def ldar(meta: pd.DataFrame, anchor: LensTrace) -> np.ndarray:
+    """Latent decision alignment rate per layer: share of samples whose lens decision at the
+    anchor (follow vs competitor, by the sign of the margin) equals the model's final one.
+    Samples whose final answer is neither candidate are left out. Returns ``(L,)``."""
+    final = np.sign(meta["model_margin"].to_numpy())
+    keep = meta["decision"].to_numpy() != 0
+    m = per_layer(anchor)["margin_lens"]
+    return (np.sign(m[keep]) == final[keep, None]).mean(0)
+
+
+def summarize_layers(values: np.ndarray, n_layers: int, name: str, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Mean over samples per layer with a 95% bootstrap CI (``values``: ``(B, L)``)."""
+    rng = np.random.default_rng(seed)
+    B = values.shape[0]
+    if B == 0:
+        return pd.DataFrame(columns=["layer", "depth", name, "ci_low", "ci_high", "n"])
+    idx = rng.integers(0, B, size=(n_boot, B))
+    boots = np.nanmean(values[idx], axis=1)  # (n_boot, L)
+    lo, hi = np.nanquantile(boots, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"layer": np.arange(n_layers), "depth": (np.arange(n_layers) + 0.5) / n_layers,
+                         name: np.nanmean(values, 0), "ci_low": lo, "ci_high": hi, "n": B})
+
+
+def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame:
+    """The "instruction-compliant subspace", made concrete: at the last instruction token,
+    the direction ``mean(state | follow image) - mean(state | follow text)`` fitted on one
+    split; its accuracy at telling the instruction apart on a disjoint split, per layer."""
+    def states(items):
+        ad = bundle.adapter
+        xs, ys = [], []
+        for chunk in batches(items, batch_size):
+            batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
+            pos = torch.tensor([[sp["instruction"][-1]] for sp in batch.spans], device=bundle.device)
+            with torch.no_grad(), capture(ad, pos, points=("resid_pre",)) as store:
+                bundle.model(**batch.inputs)
+            layers = [store["resid_pre"][l][:, 0] for l in range(1, ad.n_layers)] + [store["resid_final"][:, 0]]
+            xs.append(torch.stack(layers, 1).float().cpu().numpy())
+            ys += [it.target == "image" for it in chunk]
+        return np.concatenate(xs), np.array(ys)
+
+    xf, yf = states(items_fit)
+    xt, yt = states(items_test)
+    rows = []
+    for layer in range(xf.shape[1]):
+        mu1, mu0 = xf[yf, layer].mean(0), xf[~yf, layer].mean(0)
+        d = mu1 - mu0
+        thr = ((mu1 + mu0) / 2) @ d
+        acc = float((((xt[:, layer] @ d) > thr) == yt).mean())
+        rows.append({"layer": layer, "depth": (layer + 0.5) / xf.shape[1], "probe_accuracy": acc})
+    return pd.DataFrame(rows)

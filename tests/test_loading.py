@@ -1,0 +1,56 @@
+"""Loading fails at once, with a message that says what to do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mfutils.adapters import UnsupportedModelError
+from mfutils.loading import CorruptCheckpointError, ModelNotAvailableError, load_model
+
+
+def test_hub_id_not_in_local_cache_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError, match="not available offline.*download"):
+        load_model("llava-hf/llava-1.5-7b-hf")
+
+
+def test_missing_folder_and_bad_dtype_and_device():
+    with pytest.raises(ModelNotAvailableError, match="no config.json"):
+        load_model("./no/such/model")
+    with pytest.raises(ValueError, match="dtype"):
+        load_model("organism", dtype="float8")
+
+
+def test_unsupported_family_is_named(tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_head=1, n_embd=8).save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModelError, match="gpt2.*supported families"):
+        load_model(str(tmp_path))
+
+
+def test_corrupt_checkpoint_is_reported_not_loaded(tmp_path, tiny_bundle):
+    folder = tmp_path / "m"
+    tiny_bundle.model.save_pretrained(folder)
+    tiny_bundle.processor.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CorruptCheckpointError, match="corrupt|could not be loaded"):
+        load_model(str(folder))
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CorruptCheckpointError, match="config.json"):
+        load_model(str(folder))
+
+
+def test_saved_tiny_model_round_trips(tmp_path, tiny_bundle):
+    folder = tmp_path / "ok"
+    tiny_bundle.model.save_pretrained(folder)
+    tiny_bundle.processor.save_pretrained(folder)
+    b = load_model(str(folder))
+    assert b.adapter.family == "organism"
+    assert json.loads((folder / "config.json").read_text())["mfutils"]["kind"] == "mfutils-organism"
+    shutil.rmtree(folder)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfutils import synthetic
+from mfutils.routing import effect_measures, knockout_sweep, window_layers
+
+
+def test_window_layers_is_centred_and_clipped():
+    assert window_layers(0, 3, 8) == [0, 1]
+    assert window_layers(4, 3, 8) == [3, 4, 5]
+    assert window_layers(7, 1, 8) == [7]
+
+
+def test_i_nssd_sign_and_zero():
+    df = pd.DataFrame({"p_bin": [0.8, 0.8, 0.8], "p_bin_ko": [0.8, 0.4, 0.9], "p_full": [0.5] * 3,
+                       "p_full_ko": [0.5, 0.1, 0.6], "p_comp_full": [0.1] * 3, "p_comp_full_ko": [0.1] * 3})
+    e = effect_measures(df)
+    assert e["i_nssd"].iloc[0] == 0 and e["signed_kl"].iloc[0] == 0 and e["log_odds"].iloc[0] == 0
+    assert e["i_nssd"].iloc[1] == pytest.approx(np.log(0.5)) and e["i_nssd"].iloc[1] < 0
+    assert (np.sign(e.loc[1:, ["i_nssd", "signed_kl", "log_odds", "unconstrained"]]).to_numpy() == [[-1] * 4, [1] * 4]).all()
+
+
+def test_empty_edge_has_zero_effect_and_clean_run_is_shared(tiny_bundle):
+    items = synthetic.paper_conflicts(3, seed=1)
+    # 'neutral' is absent from the paper layout: cutting it is an empty knockout
+    df = knockout_sweep(tiny_bundle, items, [("neutral", "last"), ("vision", "last")], window=1, batch_size=8)
+    e = effect_measures(df)
+    empty = e[e["edge"] == "Neutral -/-> Last"]
+    assert len(empty) and (empty["i_nssd"] == 0).all() and (empty["p_full"] == empty["p_full_ko"]).all()
+    assert len(df) == 2 * tiny_bundle.adapter.n_layers * len(items)
+    assert (df.groupby("uid")["p_bin"].nunique() == 1).all()
