@@ -23,7 +23,6 @@ PAPER_BASELINE = {
 @dataclass(frozen=True)
 class BehaviourSpec(RunSpec):
     chapter: str = "00_behaviour"
-    coco_dir: str = ""
     n_boot: int = 1000
 
 

@@ -114,3 +114,35 @@ def control_filter(bundle, items: list[Item], batch_size: int) -> tuple[list[Ite
     ok = table.groupby(table["uid"].str.rsplit("/", n=1).str[0])["decision"].apply(lambda d: bool((d == 1).all()))
     kept = [it for it in items if ok.get(it.uid, False)]
     return kept, table
+
+
+def conflict_items(spec, bundle=None, seed_offset: int = 0) -> tuple[list[Item], dict]:
+    """The analysis chapters' items: the same conflicts under both of the paper's instructions,
+    kept by the per-model control filter when ``bundle`` is given.
+
+    Synthetic: ``spec.n_samples`` held-out conflicts x 2 directions. A paper file: its items
+    with its own instruction plus the same items with the other instruction.
+    Returns ``(items, {"before": n, "kept": n})``.
+    """
+    seed = spec.seed + seed_offset
+    if spec.data.startswith("synthetic"):
+        items = synthetic.paper_conflicts(spec.n_samples, seed)
+    else:
+        from .real_items import load_items as load_real
+
+        own = load_real(Path(spec.data), coco_dir=spec.coco_dir or None)
+        other = load_real(Path(spec.data), coco_dir=spec.coco_dir or None, swap_target=True)
+        rng = np.random.default_rng(seed)
+        pick = sorted(rng.permutation(len(own))[: spec.n_samples])
+        items = [own[i] for i in pick] + [Item.from_dict(dict(other[i].to_dict(), uid=other[i].uid + "/swap")) for i in pick]
+    stats = {"before": len(items), "kept": len(items)}
+    if bundle is not None:
+        items, _ = control_filter(bundle, items, spec.batch_size)
+        stats["kept"] = len(items)
+        if not items:
+            raise ValueError(
+                f"{spec.model_id} answers none of the {stats['before']} items right from each modality alone, so no "
+                "conflict survives the per-model filter and there is nothing to analyse. Check that the model is "
+                "trained (the organism ships trained) and that images and answers match the data."
+            )
+    return items, stats

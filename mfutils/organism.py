@@ -40,7 +40,7 @@ class OrganismConfig:
     image_size: int = synthetic.IMAGE_SIZE
     # ~1/sqrt(hidden): at GPT's 0.02 a model this narrow starts with near-uniform attention
     # and its query/key weights get ~100x smaller gradients than its values (measured)
-    init_std: float = 0.08
+    init_std: float = 0.15
 
 
 def build_processor(cfg: OrganismConfig = OrganismConfig()) -> LlavaProcessor:

@@ -36,6 +36,7 @@ class RunSpec:
     chapter: str = ""
     model_id: str = "organism"
     data: str = "synthetic"
+    coco_dir: str = ""
     n_samples: int = 256
     seed: int = 0
     device: str = "cpu"

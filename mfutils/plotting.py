@@ -46,3 +46,50 @@ def line_with_band(ax, df: pd.DataFrame, x: str, y: str, lo: str | None = None, 
     if lo and hi:
         ax.fill_between(df[x], df[lo], df[hi], color=color, alpha=0.2, linewidth=0)
     return ax
+
+
+_PAPER_NAMES = {"TextCtx -/-> Instruction": ["TextCtx -/-> Instruction", "TextCtx -/-> Modality Inst"],
+                "Vision -/-> TextCtx": ["Vision -/-> Text Context"],
+                "Vision -/-> Instruction": ["Vision -/-> Instruction", "Vision -/-> Modality Inst"],
+                "TextCtx -/-> Constraint": ["TextCtx -/-> Constraint Inst"],
+                "Vision -/-> Constraint": ["Vision -/-> Constraint Inst"]}
+
+
+def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
+    """The paper's curve for one of our edge names and directions (empty if the paper has none)."""
+    names = _PAPER_NAMES.get(edge, [edge])
+    d = paper[(paper["series"].isin(names)) & (paper["direction"] == direction_label(target))]
+    return d.sort_values("layer")
+
+
+def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
+                    ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = ""):
+    """Grid: one row per direction, one column per edge; ours (solid, 95% CI band) and the
+    paper's (dashed grey, Qwen2.5-VL-7B) on relative depth."""
+    targets = ["image", "text"]
+    fig, axes = plt.subplots(len(targets), len(edges), figsize=(WIDTH, 1.9 * len(targets) + 0.6), sharex=True,
+                             squeeze=False)
+    for i, target in enumerate(targets):
+        for j, edge in enumerate(edges):
+            ax = axes[i, j]
+            c = curve[(curve["edge"] == edge) & (curve["target"] == target)].sort_values("depth")
+            if not c.empty:
+                band = ("ci_low", "ci_high") if value == "i_nssd" else (None, None)
+                line_with_band(ax, c, "depth", value, *band, label="organism", color=PALETTE[target], marker="o",
+                               markersize=3)
+            p = paper_series(paper, edge, target)
+            if not p.empty:
+                ax.plot(p["depth"], p["value"], label="paper", **PAPER_STYLE)
+            ax.axhline(0, color="black", linewidth=0.6)
+            if i == 0:
+                ax.set_title(edge, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{direction_label(target)}\n{ylabel}", fontsize=7)
+            if i == len(targets) - 1:
+                ax.set_xlabel("relative depth (layer / layers)", fontsize=7)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

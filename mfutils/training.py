@@ -28,15 +28,14 @@ from .organism import OrganismConfig, build_model, build_processor
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    steps: int = 900
-    batch_size: int = 64
-    lr: float = 2e-3
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 50
     threads: int = 1
-    eval_every: int = 100
+    eval_every: int = 250
     eval_size: int = 512
-    lm_weight: float = 0.5  # auxiliary next-token loss on the prompt's text tokens
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -70,18 +69,6 @@ def accuracy_by_group(model, processor, items, batch_size: int = 128) -> dict[st
     return {g: sum(v) / len(v) for g, v in sorted(hits.items())}
 
 
-def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor, image_token_id: int) -> torch.Tensor:
-    """Next-token loss over the prompt's text (not image tokens, not padding).
-
-    Why: the question repeats the context's noun, so predicting it rewards copying from the
-    context -- the skill text following needs -- at many positions per sample instead of one.
-    """
-    pred, gold = logits[:, :-1], ids[:, 1:]
-    T = gold.shape[1]
-    keep = (torch.arange(T)[None, :] < (lengths[:, None] - 1)) & (gold != image_token_id)
-    return torch.nn.functional.cross_entropy(pred[keep], gold[keep])
-
-
 def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig = OrganismConfig(), log=print) -> dict:
     """Train an organism from scratch into ``out_dir``; returns the training record."""
     seed_everything(cfg.seed, cfg.threads)
@@ -103,10 +90,8 @@ def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig 
         chunk = train_items[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         batch = _encode(processor, image_token_id, chunk)
         targets = torch.tensor([tok.convert_tokens_to_ids(it.following_answer) for it in chunk])
-        out = model(**batch.inputs)
-        loss = torch.nn.functional.cross_entropy(last_logits(out, batch.lengths), targets)
-        if cfg.lm_weight:
-            loss = loss + cfg.lm_weight * _lm_loss(out.logits, batch.inputs["input_ids"], batch.lengths, image_token_id)
+        logits = last_logits(model(**batch.inputs), batch.lengths)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
