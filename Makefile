@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book chapters html test test-fast organism bench clean-book
+.PHONY: book chapters html test test-fast organism
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,3 @@ test-fast: $(STAMP)
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)
 	$(PY) -m mfutils.train_organism --out models/organism
-
-## speed and memory of the chapters and scorers on the organism
-bench: $(STAMP)
-	$(PY) scripts/benchmark.py
