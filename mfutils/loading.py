@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -64,13 +66,17 @@ def resolve(model_id: str) -> str:
     return str(organism_dir()) if model_id == ORGANISM_ID else model_id
 
 
-def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32") -> ModelBundle:
-    """Load ``model_id`` (``'organism'``, a local folder, or a Hub id already in the local cache).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
-    Never downloads. Fails at once, saying what to do, for an unknown family, a model that
-    is not available offline, a corrupt checkpoint, or an unknown device / dtype.
+
+def check_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32"):
+    """Everything :func:`load_model` checks before it reads weights (the dry run's model check).
+
+    Returns ``(source, config, looks_local)``; raises the same clear errors as ``load_model``
+    for an unknown device or dtype, a missing or unreadable model, an unsupported family, or
+    weights that are not on this machine.
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -97,11 +103,32 @@ def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "f
             f"`huggingface-cli download {model_id}` (or `hf download {model_id}`), or pass the path "
             f"of a local copy as model_id. Supported families: {', '.join(registered_families())}."
         ) from err
-    try:
-        # fail on the family before touching the (possibly large) weights
-        adapter_for(_ConfigOnly(config))
-    except UnsupportedModelError:
-        raise
+    # fail on the family before touching the (possibly large) weights
+    adapter_for(_ConfigOnly(config))
+    if looks_local:
+        has_weights = any((local / n).exists() for n in WEIGHT_FILES)
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        has_weights = any(isinstance(try_to_load_from_cache(source, n), str) for n in WEIGHT_FILES)
+    if not has_weights:
+        raise ModelNotAvailableError(
+            f"model {model_id!r}: its config is here but none of {', '.join(WEIGHT_FILES)} is"
+            + (f" in {local}" if looks_local else f"; finish the download with `hf download {model_id}`")
+        )
+    return source, config, looks_local
+
+
+def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32") -> ModelBundle:
+    """Load ``model_id`` (``'organism'``, a local folder, or a Hub id already in the local cache).
+
+    Never downloads. Fails at once, saying what to do, for an unknown family, a model that
+    is not available offline, a corrupt checkpoint, or an unknown device / dtype.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    source, _, looks_local = check_model(model_id, device, dtype)
+    local, dev = Path(source), torch.device(device)
     _register_attention()
     try:
         model = AutoModelForImageTextToText.from_pretrained(
@@ -110,7 +137,7 @@ def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "f
             dtype=DTYPES[dtype],
             attn_implementation=MF_ATTENTION,
         )
-        processor = AutoProcessor.from_pretrained(source, local_files_only=True)
+        processor = load_processor(source)
     except OSError as err:
         if looks_local:
             raise CorruptCheckpointError(
@@ -130,6 +157,75 @@ def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "f
     if hasattr(processor, "tokenizer"):
         processor.tokenizer.padding_side = "right"
     return ModelBundle(model, processor, adapter_for(model), model_id, dev, DTYPES[dtype])
+
+
+@contextmanager
+def no_video_processor():
+    """Let a processor be built without its video processor.
+
+    Qwen2-VL / Qwen2.5-VL / InternVL processors carry a video processor that needs torchvision,
+    which CPU-only installs here lack (PyPI's torchvision fails to import beside the pinned CPU
+    torch). Our prompts hold no video, so the processor is built with ``video_processor=None``.
+    """
+    from unittest.mock import patch
+
+    from transformers import ProcessorMixin
+
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def check(self, name, arg):
+        if name == "video_processor" and arg is None:
+            return None
+        return original(self, name, arg)
+
+    with patch.object(ProcessorMixin, "check_argument_for_proper_class", check):
+        yield
+
+
+def load_processor(source: str):
+    """``AutoProcessor`` offline; without its video processor where that cannot be loaded."""
+    import transformers
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        return AutoProcessor.from_pretrained(source, local_files_only=True)
+    except (OSError, ImportError, ValueError) as err:
+        if "video" not in str(err).lower():
+            raise
+    folder = Path(source) if Path(source).exists() else None
+    if folder is None:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source, local_files_only=True))
+    cfg = json.loads((folder / "processor_config.json").read_text())
+    cls = getattr(transformers, cfg["processor_class"])
+    template = folder / "chat_template.jinja"
+    extra = {k: v for k, v in cfg.items() if k in inspect.signature(cls.__init__).parameters
+             and k not in ("image_processor", "tokenizer", "video_processor", "chat_template")}
+    with no_video_processor():
+        return cls(image_processor=AutoImageProcessor.from_pretrained(str(folder), local_files_only=True),
+                   tokenizer=AutoTokenizer.from_pretrained(str(folder), local_files_only=True), video_processor=None,
+                   chat_template=template.read_text() if template.exists() else None, **extra)
+
+
+def save_processor(processor, folder: str | Path) -> None:
+    """``processor.save_pretrained`` that also works for a processor built without a video processor."""
+    class _Absent(dict):  # save_pretrained reads ``_auto_class`` off every attribute
+        _auto_class = None
+
+    missing = getattr(processor, "video_processor", "n/a") is None
+    if missing:
+        processor.video_processor = _Absent()
+    try:
+        processor.save_pretrained(str(folder))
+    finally:
+        if missing:
+            processor.video_processor = None
+    if missing:
+        path = Path(folder) / "processor_config.json"
+        cfg = json.loads(path.read_text())
+        cfg.pop("video_processor", None)
+        path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 class _ConfigOnly:

@@ -4,14 +4,13 @@ tokens and a chat template of the family's shape."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from unittest.mock import patch
 
 import torch
 import transformers as tf
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from mfutils import synthetic
+from mfutils.loading import no_video_processor
 from mfutils.interventions.attention import MF_ATTENTION, register_attention
 from mfutils.tokenizer import split_words
 
@@ -54,19 +53,7 @@ INTERNVL_TEMPLATE = (
 )
 
 
-@contextmanager
-def _no_video_processor():
-    """Video processors need torchvision, which CPU machines here lack; our prompts hold no
-    video, so the processors are built without one (their class check is skipped for it)."""
-    original = tf.ProcessorMixin.check_argument_for_proper_class
-
-    def check(self, name, arg):
-        if name == "video_processor" and arg is None:
-            return None
-        return original(self, name, arg)
-
-    with patch.object(tf.ProcessorMixin, "check_argument_for_proper_class", check):
-        yield
+_no_video_processor = no_video_processor  # the loader's own, which real Qwen/InternVL loads use too
 
 
 def _clip(size=32, patch=8):
@@ -175,3 +162,14 @@ def build(family: str):
     model.set_attn_implementation(MF_ATTENTION)
     proc.tokenizer.padding_side = "right"
     return model.eval(), proc
+
+
+def save(family: str, folder) -> None:
+    """Write a tiny random-weight ``family`` model and its processor to ``folder`` (a checkpoint
+    of the same layout as the real ``-hf`` ones, for end-to-end runs through the loader)."""
+    from mfutils.loading import save_processor
+
+    with no_video_processor():
+        model, proc = build(family)
+        model.save_pretrained(str(folder))
+        save_processor(proc, folder)
