@@ -43,6 +43,8 @@ class RunSpec:
     dtype: str = "float32"
     batch_size: int = 64
     num_threads: int = 1
+    # the paper's per-model item filter; off only for smoke runs of untrained (random-weight) models
+    control_filter: bool = True
     output_dir: str = "results"
 
     # fields that change where results go but not what they are
@@ -106,6 +108,8 @@ def spec_from_namespace(spec_cls: type[RunSpec], namespace: dict, chapter: str) 
     Every public, non-module, non-callable global must be a field of ``spec_cls``; anything
     else is an unknown parameter (e.g. a misspelt ``-p`` name) and raises.
     """
+    from .chapters import all_parameters  # every chapter's, for one parameters file shared by all
+
     names = {f.name for f in fields(spec_cls)} - {"chapter"}
     given = {
         k: v
@@ -115,9 +119,11 @@ def spec_from_namespace(spec_cls: type[RunSpec], namespace: dict, chapter: str) 
         and not isinstance(v, (types.ModuleType, type))
         and not callable(v)
     }
-    unknown = sorted(set(given) - names)
+    # a parameter of another chapter (e.g. n_random from a family's parameters file) does not
+    # apply here; a name no chapter knows is a typo and fails
+    unknown = sorted(set(given) - names - all_parameters())
     if unknown:
         raise ParameterError(
-            f"unknown parameter(s) {unknown} for chapter {chapter}; known: {sorted(names)}"
+            f"unknown parameter(s) {unknown} for chapter {chapter}; this chapter takes {sorted(names)}"
         )
     return spec_cls(chapter=chapter, **{k: v for k, v in given.items() if k in names})

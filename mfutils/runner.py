@@ -3,6 +3,7 @@
     python -m mfutils.runner all          # execute every chapter, then build the HTML
     python -m mfutils.runner execute [NAME ...] [-p key value ...] [--params-file F]
     python -m mfutils.runner html
+    python -m mfutils.runner check [NAME ...] [-p key value ...]   # dry run: parameters, model, data
 
 Each chapter runs in order, in a fresh kernel, with a time limit; a failure names the
 chapter and the cell and stops the run (later chapters may read earlier results). Executed
@@ -29,9 +30,25 @@ TIMINGS = Path("book") / "_timings.json"
 DEFAULT_TIMEOUT = 1200  # seconds per chapter on the organism (2 CPU cores)
 
 
+#: book pages that are notebooks too, executed after the chapters (the front page reads their results)
+PAGES = ("organism", "reproduce_on_gpu", "index")
+ENVIRONMENT = Path("book") / "environment.md"
+#: packages whose versions the environment page records
+RECORDED = ("torch", "transformers", "numpy", "pandas", "pyarrow", "scipy", "matplotlib", "seaborn", "papermill",
+            "nbformat", "jupyter-book", "sphinx", "myst-nb")
+
+
 def chapters(root: Path | None = None) -> list[Path]:
     root = root or project_root()
     return sorted((root / NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebooks(root: Path | None = None) -> list[tuple[Path, Path]]:
+    """(source, executed) pairs in execution order: the chapters, then the other pages."""
+    root = root or project_root()
+    pairs = [(src, root / EXECUTED / src.name) for src in chapters(root)]
+    pairs += [(root / NOTEBOOKS / f"{p}.ipynb", root / "book" / f"{p}.ipynb") for p in PAGES]
+    return pairs
 
 
 def _parse_value(text: str):
@@ -46,15 +63,28 @@ def _parse_value(text: str):
 
 def execute_one(src: Path, dst: Path, parameters: dict, timeout: int) -> dict:
     """Run one chapter in a child process (so its peak memory can be measured)."""
-    cmd = [sys.executable, "-m", "mfutils.runner", "_one", str(src), str(dst), json.dumps(parameters), str(timeout)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=project_root(), timeout=timeout + 120)
-    seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"chapter": src.stem, "ok": proc.returncode == 0, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb)}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
+        cmd = [sys.executable, "-m", "mfutils.runner", "_one", str(src), str(dst), json.dumps(parameters), str(timeout),
+               str(stats)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=project_root(), timeout=timeout + 120)
+        seconds = time.perf_counter() - t0
+        peak = json.loads(stats.read_text())["peak_rss_mb"] if stats.exists() else None
+    return {"chapter": src.stem, "ok": proc.returncode == 0, "seconds": round(seconds, 1), "peak_rss_mb": peak}
 
 
-def _one(src: str, dst: str, parameters: str, timeout: str) -> int:
+def _one(src: str, dst: str, parameters: str, timeout: str, stats: str) -> int:
+    code = _run_papermill(src, dst, parameters, timeout)
+    # the kernel is this process's child: its peak resident memory is the chapter's
+    kernel = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    Path(stats).write_text(json.dumps({"peak_rss_mb": round(kernel)}))
+    return code
+
+
+def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -88,24 +118,81 @@ def _strip_volatile(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def execute(names: list[str], parameters: dict, timeout: int) -> list[dict]:
+def execute(names: list[str], parameters: dict, timeout: int, out: Path | None = None) -> list[dict]:
     root = project_root()
     (root / EXECUTED).mkdir(parents=True, exist_ok=True)
-    selected = [c for c in chapters(root) if not names or any(c.stem.startswith(n) for n in names)]
+    every = notebooks(root)
+    selected = [(s, d) for s, d in every if not names or any(s.stem.startswith(n) for n in names)]
     if not selected:
-        raise SystemExit(f"no chapter matches {names}; chapters: {[c.stem for c in chapters(root)]}")
+        raise SystemExit(f"no chapter matches {names}; chapters and pages: {[s.stem for s, _ in every]}")
+    if parameters or out:  # the book shows the organism; other parameters execute beside it, never over it
+        out = Path(out) if out else root / "_executed" / _slug(parameters)
+        selected = [(s, out / s.name) for s, _ in selected]
+        out.mkdir(parents=True, exist_ok=True)
     timings = []
-    for i, src in enumerate(selected, 1):
+    for i, (src, dst) in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {src.stem} ...", flush=True)
-        result = execute_one(src, root / EXECUTED / src.name, parameters, timeout)
+        result = execute_one(src, dst, parameters, timeout)
         timings.append(result)
         print(f"[{i}/{len(selected)}] {src.stem}: {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s, "
               f"peak {result['peak_rss_mb']} MB", flush=True)
         if not result["ok"]:
             raise SystemExit(1)
-    if not parameters:  # only the organism defaults describe the book
-        (root / TIMINGS).write_text(json.dumps(timings, indent=1) + "\n")
+    if not out:  # only the organism defaults describe the book
+        _record(root, timings)
+    else:
+        print(f"executed notebooks: {selected[0][1].parent}")
     return timings
+
+
+def _slug(parameters: dict) -> str:
+    import hashlib
+
+    model = str(parameters.get("model_id", "organism")).rstrip("/").split("/")[-1]
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{model}-{digest}"
+
+
+def environment() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    for name in RECORDED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _record(root: Path, timings: list[dict]) -> None:
+    """Merge these runs into ``book/_timings.json`` and rewrite the environment page."""
+    path = root / TIMINGS
+    old = {t["chapter"]: t for t in json.loads(path.read_text())} if path.exists() else {}
+    env = environment()
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for t in timings:
+        old[t["chapter"]] = {**t, "executed": stamp, "environment": env}
+    order = [s.stem for s, _ in notebooks(root)]
+    merged = [old[k] for k in order if k in old]
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    lines = ["# Environment and timings", "",
+             "Written by `python -m mfutils.runner` each time it executes the book with its default parameters:",
+             "what each chapter ran with, how long it took and its kernel's peak resident memory.",
+             "Times are wall-clock on the machine named, with the thread count the chapter's",
+             "`num_threads` parameter sets.", "",
+             "| notebook | executed | seconds | peak memory (MB) | python | torch | transformers | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in merged:
+        e = t["environment"]
+        lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} | "
+                     f"{e['torch']} | {e['transformers']} | {e['machine']}, {e['cpus']} CPUs |")
+    total = sum(t["seconds"] for t in merged)
+    lines += ["", f"Total: {total:.0f} s ({total / 60:.1f} min).", "", "## Package versions (latest run)", "",
+              "| package | version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in env.items()]
+    (root / ENVIRONMENT).write_text("\n".join(lines) + "\n")
 
 
 def html() -> None:
@@ -120,14 +207,15 @@ def html() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_one":
-        return _one(*argv[1:5])
+        return _one(*argv[1:6])
     ap = argparse.ArgumentParser(prog="python -m mfutils.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["all", "execute", "html"])
+    ap.add_argument("command", choices=["all", "execute", "html", "check"])
     ap.add_argument("names", nargs="*", help="chapter name prefixes (default: all)")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="chapter parameter")
     ap.add_argument("--params-file", help="YAML file of chapter parameters (e.g. notebooks/params/llava-1.5-7b.yaml)")
     ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per chapter")
+    ap.add_argument("--out", help="folder for the executed notebooks (default: the book, or _executed/ for non-default parameters)")
     args = ap.parse_args(argv)
     parameters: dict = {}
     if args.params_file:
@@ -136,8 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         parameters.update(yaml.safe_load(Path(args.params_file).read_text()) or {})
     parameters.update({k: _parse_value(v) for k, v in args.p})
     t0 = time.perf_counter()
+    if args.command in ("all", "execute", "check"):
+        from .chapters import CHAPTERS
+        from .dryrun import DryRunError, dry_run
+
+        picked = [c for c in CHAPTERS if not args.names or any(c.startswith(n) for n in args.names)]
+        try:
+            for line in dry_run(picked, parameters):
+                print("check:", line, flush=True)
+        except DryRunError as err:
+            print(err, file=sys.stderr)
+            return 2
+        if args.command == "check":
+            return 0
     if args.command in ("all", "execute"):
-        execute(args.names, parameters, args.timeout)
+        execute(args.names, parameters, args.timeout, Path(args.out) if args.out else None)
     if args.command in ("all", "html"):
         html()
     print(f"done in {time.perf_counter() - t0:.0f} s")

@@ -38,3 +38,13 @@ def test_run_dir_is_derived_from_parameters(tmp_path):
     assert a.run_dir().parent.name == "organism"
     hub = RunSpec(chapter="c", model_id="llava-hf/llava-1.5-7b-hf", output_dir=str(tmp_path))
     assert hub.run_dir().parent.name == "llava-hf_llava-1.5-7b-hf"
+
+
+def test_another_chapters_parameter_is_not_applied_but_a_typo_fails():
+    """One parameters file serves every chapter: chapter 00 ignores chapter 05's n_random."""
+    from mfutils.behaviour import BehaviourSpec
+
+    spec = spec_from_namespace(BehaviourSpec, {"n_random": 5, "exhaustive": False}, "00_behaviour")
+    assert not hasattr(spec, "n_random")
+    with pytest.raises(ParameterError, match="n_randum"):
+        spec_from_namespace(BehaviourSpec, {"n_randum": 5}, "00_behaviour")

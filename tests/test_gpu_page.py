@@ -1,0 +1,73 @@
+"""The GPU page's parameter files and commands, exercised on tiny random-weight models.
+
+For each supported family, a tiny random-weight checkpoint of the real architecture and
+processor class is saved to disk and chapter 00 runs end to end through the same runner and
+papermill path a GPU user runs, with that family's parameter file (device and dtype swapped
+for the CPU, the per-model filter off because random weights answer nothing right).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mfutils import estimates
+from mfutils.chapters import CHAPTERS, chapter_spec
+from mfutils.paths import project_root
+
+from .adapters.tiny_families import FAMILIES, save
+
+ROOT = project_root()
+PARAMS = sorted((ROOT / "notebooks" / "params").glob("*.yaml"))
+FAMILY_OF = {c.model_id: c.family for c in estimates.CARDS}
+
+
+def test_every_family_has_a_parameter_file_valid_for_every_chapter():
+    families = set()
+    for path in PARAMS:
+        p = yaml.safe_load(path.read_text())
+        assert p["model_id"] in FAMILY_OF, f"{path.name}: {p['model_id']} has no estimate card"
+        families.add(FAMILY_OF[p["model_id"]])
+        for chapter in CHAPTERS:
+            spec = chapter_spec(chapter, **p)
+            assert spec.device == "cuda" and spec.model_id == p["model_id"]
+    assert families == set(FAMILIES), "a supported family has no parameter file"
+
+
+def test_estimates_count_the_passes_the_chapters_run():
+    # the organism's chapter 04 counts 1 + 64 ablation passes, 2 attribution, 1 direct per sample
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 3 + 1 + 65 + 2
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 3 + 1 + 2
+    e = estimates.estimate(estimates.CARDS[0], "00_behaviour", 128, 8)
+    assert 13 < e["GPU memory (GiB, est.)"] < 20  # 7B in bf16 is about 13 GiB of weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_chapter_runs_end_to_end_on_a_tiny_model_of_each_family(family, tmp_path):
+    model_dir = tmp_path / "model"
+    save(family, model_dir)
+    params_file = next(p for p in PARAMS if FAMILY_OF[yaml.safe_load(p.read_text())["model_id"]] == family)
+    p = yaml.safe_load(params_file.read_text())
+    p.update(model_id=str(model_dir), device="cpu", dtype="float32", control_filter=False, n_samples=8,
+             output_dir=str(tmp_path / "results"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    cmd = [sys.executable, "-m", "mfutils.runner", "execute", "00", "--params-file", str(tmp_path / "params.yaml"),
+           "--out", str(tmp_path / "executed"), "--timeout", "300"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (tmp_path / "executed" / "00_behaviour.ipynb").exists()
+    finished = list((tmp_path / "results" / "00_behaviour").glob("*/*/_COMPLETE.json"))
+    assert len(finished) == 1
+
+
+def test_dry_run_fails_fast_with_what_to_do(tmp_path):
+    cmd = [sys.executable, "-m", "mfutils.runner", "check", "-p", "model_id", "llava-hf/llava-1.5-7b-hf",
+           "-p", "n_sampels", "3"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert "n_sampels" in proc.stderr and "hf download llava-hf/llava-1.5-7b-hf" in proc.stderr
