@@ -30,7 +30,9 @@ def verdicts(margin: pd.DataFrame, ldar_df: pd.DataFrame, attn_margin: dict[str,
     emerge = {t: emergence_layer(margin[t].to_numpy()) for t in margin.columns}
     final = {t: float(margin[t].iloc[-1]) for t in margin.columns}
     deep = ldar_df[ldar_df["layer"] >= L // 2].groupby("target")["LDAR (instruction anchor)"].max()
-    writes = {t: float(a[:, L // 2 :].sum(1).mean()) for t, a in attn_margin.items()}
+    from .metrics import bootstrap_ci
+
+    writes = {t: bootstrap_ci(a[:, L // 2 :].sum(1)) for t, a in attn_margin.items()}
     late = [emerge[t] >= L // 2 for t in emerge]
     return pd.DataFrame([
         {"claim": "The margin is ≈ 0 early and appears only in deep layers", "paper": "≈0 to layer 18/28, +3.5 at 27/28",
@@ -40,6 +42,8 @@ def verdicts(margin: pd.DataFrame, ldar_df: pd.DataFrame, attn_margin: dict[str,
          "ours": ", ".join(f"{t}: max {v:.1%}" for t, v in deep.items()),
          "verdict": "reproduced" if (deep > 0.95).all() else ("partly" if (deep > 0.8).any() else "not reproduced")},
         {"claim": "Deep attention writes the instructed answer", "paper": "undefined ('instruction-compliant subspace')",
-         "ours": ", ".join(f"{t}: deep-half attention adds {v:+.2f} to the margin" for t, v in writes.items()),
-         "verdict": "reproduced" if all(v > 0 for v in writes.values()) else "not reproduced"},
+         "ours": ", ".join(f"{t}: deep-half attention adds {m:+.2f} [{lo:+.2f}, {hi:+.2f}] to the margin"
+                           for t, (m, lo, hi) in writes.items()),
+         "verdict": "reproduced" if all(lo > 0 for _, lo, _ in writes.values())
+         else ("partly" if any(lo > 0 for _, lo, _ in writes.values()) else "not reproduced")},
     ])

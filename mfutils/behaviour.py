@@ -75,12 +75,21 @@ def prior_split(readouts: pd.DataFrame) -> pd.DataFrame:
 
 
 def targets_met(summary: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
-    """The organism's accuracy targets (issue: >= 95% each) against the measured values."""
+    """The organism's accuracy targets (issue: >= 95% each) against the measured values,
+    one verdict row each (claim, paper, ours with its 95% CI, verdict)."""
     s = summary[summary["condition"] == "held-out combinations"]
-    want = [("conflict", "image"), ("conflict", "text"), ("image_only", "-"), ("text_only", "-")]
+    want = [("conflict", "image", "follows the image when told to"), ("conflict", "text", "follows the text when told to"),
+            ("image_only", "-", "answers from the image alone"), ("text_only", "-", "answers from the text alone")]
     rows = []
-    for kind, target in want:
+    for kind, target, what in want:
         r = s[(s["kind"] == kind) & (s["target"] == target)]
-        value = float(r["following_ratio"].iloc[0]) if len(r) else float("nan")
-        rows.append({"measure": f"{kind} / {target}", "value": value, "target": threshold, "met": value >= threshold})
+        if not len(r):
+            rows.append({"claim": f"The model {what} (target ≥ {threshold:.0%})", "paper": "—", "ours": "not measured",
+                         "verdict": "not measured", "value": float("nan")})
+            continue
+        r = r.iloc[0]
+        rows.append({"claim": f"The model {what} (target ≥ {threshold:.0%})", "paper": "—",
+                     "ours": f"{r['following_ratio']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] of {int(r['n'])} held-out items",
+                     "verdict": "met" if r["following_ratio"] >= threshold else "not met",
+                     "value": float(r["following_ratio"])})
     return pd.DataFrame(rows)

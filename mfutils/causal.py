@@ -28,17 +28,27 @@ class CausalSpec(RunSpec):
     n_samples: int = 128
     n_random: int = 20
     top_fraction: float = 0.05
+    exhaustive: bool = True  # as in chapter 04: False skips single-head ablation scoring
 
 
-def random_same_layers(top: list[tuple[int, int]], n_heads: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """As many heads as ``top``, one per top head drawn from the same layer, never a top head."""
+def random_same_layers(top: list[tuple[int, int]], n_heads: int, rng: np.random.Generator,
+                       n_layers: int | None = None) -> list[tuple[int, int]]:
+    """As many heads as ``top``, one per top head drawn from the same layer, never a top head.
+
+    When a layer has no head left (the top set fills it), the draw moves to the nearest layer
+    that has one, so the random set stays as close in depth as the model allows.
+    """
+    n_layers = n_layers or max(l for l, _ in top) + 1
     taken = set(top)
     out: list[tuple[int, int]] = []
     for layer, _ in top:
-        pool = [(layer, h) for h in range(n_heads) if (layer, h) not in taken and (layer, h) not in out]
-        if not pool:  # every head of that layer is already chosen: draw from any layer
-            pool = [(l, h) for l in range(max(l for l, _ in top) + 1) for h in range(n_heads)
+        for dist in range(n_layers):
+            pool = [(l, h) for l in sorted({layer - dist, layer + dist}) if 0 <= l < n_layers for h in range(n_heads)
                     if (l, h) not in taken and (l, h) not in out]
+            if pool:
+                break
+        else:
+            raise ValueError(f"no head left to draw: {len(top)} top heads of {n_layers * n_heads}")
         out.append(pool[int(rng.integers(len(pool)))])
     return out
 
@@ -71,7 +81,7 @@ def blocking_curve(bundle, items, controls, scores: np.ndarray, batch_size: int,
         top = top_heads(scores, f)
         measure(top, "top", f, 0)
         for d in range(n_random):
-            measure(random_same_layers(top, ad.n_heads, rng), "random", f, d)
+            measure(random_same_layers(top, ad.n_heads, rng, ad.n_layers), "random", f, d)
     return pd.DataFrame(rows)
 
 

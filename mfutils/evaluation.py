@@ -136,13 +136,14 @@ def conflict_items(spec, bundle=None, seed_offset: int = 0) -> tuple[list[Item],
         pick = sorted(rng.permutation(len(own))[: spec.n_samples])
         items = [own[i] for i in pick] + [Item.from_dict(dict(other[i].to_dict(), uid=other[i].uid + "/swap")) for i in pick]
     stats = {"before": len(items), "kept": len(items)}
-    if bundle is not None:
+    if bundle is not None and spec.control_filter:
         items, _ = control_filter(bundle, items, spec.batch_size)
         stats["kept"] = len(items)
         if not items:
             raise ValueError(
                 f"{spec.model_id} answers none of the {stats['before']} items right from each modality alone, so no "
                 "conflict survives the per-model filter and there is nothing to analyse. Check that the model is "
-                "trained (the organism ships trained) and that images and answers match the data."
+                "trained (the organism ships trained) and that images and answers match the data; for a smoke run of an "
+                "untrained model only, pass -p control_filter False."
             )
     return items, stats

@@ -124,10 +124,24 @@ def summarize_layers(values: np.ndarray, n_layers: int, name: str, n_boot: int =
                          name: np.nanmean(values, 0), "ci_low": lo, "ci_high": hi, "n": B})
 
 
+def fit_ridge_probe(x: np.ndarray, y: np.ndarray, ridge: float = 0.01) -> tuple[np.ndarray, float]:
+    """Linear probe by ridge regression on standardised features (closed form, deterministic).
+
+    ``x``: ``(n, d)`` states, ``y``: ``(n,)`` booleans. Returns ``(w, b)`` with
+    ``x @ w + b > 0`` predicting ``y``. Standardising matters: a raw mean-difference direction
+    is swamped by the few high-variance residual dimensions (position, norm), measured here.
+    """
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    t = np.where(y, 1.0, -1.0)
+    w = np.linalg.solve(z.T @ z + ridge * len(z) * np.eye(z.shape[1]), z.T @ (t - t.mean()))
+    return w / sd, float(t.mean() - (mu / sd) @ w)
+
+
 def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame:
-    """The "instruction-compliant subspace", made concrete: at the last instruction token,
-    the direction ``mean(state | follow image) - mean(state | follow text)`` fitted on one
-    split; its accuracy at telling the instruction apart on a disjoint split, per layer."""
+    """The "instruction-compliant subspace", made concrete: at the last instruction token, a
+    linear probe (:func:`fit_ridge_probe`) fitted on one split to tell follow-image from
+    follow-text states; its accuracy on a disjoint split, per layer."""
     def states(items):
         ad = bundle.adapter
         xs, ys = [], []
@@ -145,9 +159,7 @@ def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame
     xt, yt = states(items_test)
     rows = []
     for layer in range(xf.shape[1]):
-        mu1, mu0 = xf[yf, layer].mean(0), xf[~yf, layer].mean(0)
-        d = mu1 - mu0
-        thr = ((mu1 + mu0) / 2) @ d
-        acc = float((((xt[:, layer] @ d) > thr) == yt).mean())
+        w, b = fit_ridge_probe(xf[:, layer], yf)
+        acc = float((((xt[:, layer] @ w + b) > 0) == yt).mean())
         rows.append({"layer": layer, "depth": (layer + 0.5) / xf.shape[1], "probe_accuracy": acc})
     return pd.DataFrame(rows)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfutils.causal import random_same_layers, summarize_blocking, verdicts
+
+
+def test_random_heads_come_from_the_same_layers_and_never_repeat_a_top_head():
+    rng = np.random.default_rng(0)
+    top = [(2, 0), (2, 3), (5, 1)]
+    for _ in range(50):
+        draw = random_same_layers(top, n_heads=8, rng=rng, n_layers=8)
+        assert len(draw) == len(set(draw)) == 3
+        assert not set(draw) & set(top)
+        assert sorted(l for l, _ in draw) == [2, 2, 5]
+
+
+def test_a_full_layer_moves_the_draw_to_the_nearest_layer():
+    rng = np.random.default_rng(0)
+    top = [(0, h) for h in range(7)]  # 7 of layer 0's 8 heads
+    draw = random_same_layers(top, n_heads=8, rng=rng, n_layers=4)
+    assert len(draw) == 7 and not set(draw) & set(top)
+    assert sum(l == 0 for l, _ in draw) == 1 and all(l in (0, 1) for l, _ in draw)
+    with pytest.raises(ValueError, match="no head left"):
+        random_same_layers([(0, h) for h in range(4)], n_heads=4, rng=rng, n_layers=1)
+
+
+def _curve(top_value: float, random_values: list[float], ctrl_top: float = 1.0) -> pd.DataFrame:
+    rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": m, "value": 1.0}
+            for m in ("MF image", "MF text", "image_only", "text_only")]
+    for m in ("MF image", "MF text"):
+        rows.append({"heads": "top", "fraction": 0.05, "k": 4, "draw": 0, "measure": m, "value": top_value})
+        rows += [{"heads": "random", "fraction": 0.05, "k": 4, "draw": d, "measure": m, "value": v}
+                 for d, v in enumerate(random_values)]
+    for m in ("image_only", "text_only"):
+        rows.append({"heads": "top", "fraction": 0.05, "k": 4, "draw": 0, "measure": m, "value": ctrl_top})
+    return pd.DataFrame(rows)
+
+
+def test_blocking_verdict_needs_the_top_heads_beyond_every_random_draw():
+    amp = pd.DataFrame([{"alpha": 5.0, "n_failed": 10, "repaired": 0.6, "repaired_ci_low": 0.3,
+                         "repaired_ci_high": 0.9, "n_followed": 90, "broken": 0.01}])
+    strong = verdicts(summarize_blocking(_curve(0.3, [0.95, 0.97, 0.99])), amp)
+    assert list(strong["verdict"]) == ["reproduced", "reproduced", "reproduced"]
+    assert "70%" in strong["ours"].iloc[0]  # relative drop 1.0 -> 0.3
+    weak = verdicts(summarize_blocking(_curve(0.97, [0.95, 0.97, 0.99], ctrl_top=0.5)), amp)
+    assert weak["verdict"].iloc[0] == "not reproduced"
+    assert weak["verdict"].iloc[1] == "not reproduced"  # the controls fell from 1.0 to 0.5
+    none = verdicts(summarize_blocking(_curve(0.3, [0.9])), amp.assign(n_failed=0))
+    assert none["verdict"].iloc[2] == "not measurable"
