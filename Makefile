@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book chapters html test test-fast organism
+.PHONY: book chapters html test test-fast organism chromium bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,21 @@ chapters: $(STAMP)
 html: $(STAMP)
 	$(PY) -m mfutils.runner html
 
-## every test: unit and tiny-model tests, then nbval over the executed chapters
-test: $(STAMP)
+## every test: unit and tiny-model tests, the site in a headless browser, then nbval over
+## the executed book (re-executes every page and compares its outputs with the committed ones)
+test: $(STAMP) chromium
+	$(PY) -m mfutils.runner html
 	$(PY) -m pytest tests -q
-	# nbval over the executed chapters (none are committed yet: then this step is skipped)
-	if ls book/chapters/*.ipynb >/dev/null 2>&1; then \
-	  $(PY) -m pytest -q --nbval book/chapters --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
-	else echo "no executed chapters in book/chapters: nbval skipped"; fi
+	$(PY) -m pytest -q --nbval book/chapters book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+## Debian's Chromium and ChromeDriver for the browser test, installed when absent
+chromium:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 ## unit tests without the slow ones
 test-fast: $(STAMP)
@@ -45,3 +53,7 @@ test-fast: $(STAMP)
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)
 	$(PY) -m mfutils.train_organism --out models/organism
+
+## speed and memory on the organism: head scorers, threads, per-chapter time and peak memory
+bench: $(STAMP)
+	$(PY) scripts/benchmark.py

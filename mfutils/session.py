@@ -8,6 +8,7 @@ than one thread when another process keeps the second core busy (measured with
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,11 @@ def configure(spec: RunSpec) -> None:
     if spec.device == "cpu":
         torch.use_deterministic_algorithms(True)
     torch.set_grad_enabled(False)  # analyses are inference; scorers that need gradients enable them locally
+    # progress bars print rates and times: they would make executed chapters differ run to run
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def start(spec: RunSpec) -> Session:

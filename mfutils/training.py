@@ -120,7 +120,62 @@ def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig 
         "weights_sha256": weights_digest(out_dir),
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_model_card(out_dir, record)
     return record
+
+
+def write_model_card(out_dir: Path, record: dict) -> Path:
+    """``README.md`` beside the weights, generated from the training record."""
+    arch, cfg = record["architecture"], record["train_config"]
+    final = next(r["eval"] for r in reversed(record["curve"]) if "eval" in r)
+    names = {"conflict/image": "conflict, told to follow the image", "conflict/text": "conflict, told to follow the text",
+             "consistent/image": "consistent, image instruction", "consistent/text": "consistent, text instruction",
+             "image_only": "image-only control", "text_only": "text-only control"}
+    lines = [
+        "# The model organism",
+        "",
+        "A `LlavaForConditionalGeneration` (transformers) trained from scratch on synthetic image/text",
+        "conflicts by `python -m mfutils.train_organism` (see `mfutils/training.py`, `mfutils/synthetic.py`).",
+        "Generated from `training.json` at the end of training.",
+        "",
+        "## Architecture",
+        "",
+        f"- text model: Llama, {arch['n_layers']} layers x {arch['n_heads']} heads = {arch['n_layers'] * arch['n_heads']} heads, "
+        f"hidden {arch['hidden']}, MLP {arch['intermediate']}, word-level vocabulary",
+        f"- vision tower: CLIP, {arch['vision_layers']} layers, hidden {arch['vision_hidden']}, "
+        f"{arch['image_size']} px images in {arch['patch_size']} px patches",
+        f"- parameters: {record['parameters']:,}; initialisation std {arch['init_std']}",
+        "",
+        "## Data recipe",
+        "",
+        "Seeded synthetic items (`mfutils.synthetic`): one coloured shape (8 colours x 4 shapes) on a",
+        "noisy 32 px canvas; a text context stating a colour and a shape; a colour or shape question;",
+        "the paper's prompt pieces (context label, modality instruction, question, answer-format constraint).",
+        "Training mix: 50% conflicts (the instruction names image or text, many paraphrases), 20% consistent",
+        "items, 15% image-only and 15% text-only questions. Six nouns carry a canonical colour (a tomato is",
+        "red) that training confirms 70% of the time, so the model holds a prior. Held out from training:",
+        "some (noun, colour, shape) combinations and some instruction paraphrases.",
+        "",
+        "## Training",
+        "",
+        f"- {cfg['steps']} steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} (warm-up {cfg['warmup']}, cosine), "
+        f"weight decay {cfg['weight_decay']}, seed {cfg['seed']}, {cfg['threads']} thread(s)",
+        f"- loss: cross-entropy of the instructed answer's token at the last position",
+        f"- time: {record['train_seconds']:.0f} s on {record['machine']['processor']} "
+        f"(python {record['machine']['python']}, torch {record['machine']['torch']})",
+        f"- weights digest (tensor SHA-256): `{record['weights_sha256'][:16]}…`; deterministic: the same seed,",
+        "  thread count and package versions give the same digest (`python -m mfutils.train_organism --check`)",
+        "",
+        f"## Held-out accuracy (monitor set, {cfg['eval_size']} items, at the last step)",
+        "",
+        "| group | accuracy |",
+        "|---|---|",
+    ]
+    lines += [f"| {names.get(k, k)} | {v:.1%} |" for k, v in final.items()]
+    lines += ["", "Chapter 00 of the book measures the same with confidence intervals on larger held-out sets.", ""]
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def weights_digest(folder: Path) -> str:

@@ -2,7 +2,8 @@
 
     python scripts/nbtool.py SPEC.py OUT.ipynb
 
-SPEC.py defines CELLS = [("md"|"code"|"params", source), ...]. The committed .ipynb files in
+SPEC.py defines CELLS = [("md"|"code"|"params"|"hidden", source), ...]; "hidden" is a code
+cell whose input the book does not show (tag ``remove-input``). The committed .ipynb files in
 notebooks/ are the sources of truth; this only saves typing JSON by hand.
 """
 
@@ -24,6 +25,8 @@ def build(cells):
             c = nbformat.v4.new_code_cell(src)
             if kind == "params":
                 c.metadata["tags"] = ["parameters"]
+            elif kind == "hidden":
+                c.metadata["tags"] = ["remove-input"]
             nb.cells.append(c)
     for i, c in enumerate(nb.cells):
         c["id"] = f"cell-{i:02d}"

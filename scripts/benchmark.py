@@ -1,0 +1,134 @@
+"""Speed and memory of the book on the organism, measured (``make bench``).
+
+    python scripts/benchmark.py [--chapters] [--samples N] [--out FILE]
+
+1. Head scorers: the fast attribution scorer against exhaustive single-head ablation —
+   forward/backward passes per sample, wall time, Spearman rank correlation and top-5% overlap.
+2. Threads: one batched forward pass with 1 and with 2 threads (PyTorch's default on 2 cores
+   can be much slower than one thread when the other core is busy).
+3. Chapters (with ``--chapters``): each chapter executed through the runner into a temporary
+   folder, with its wall time, kernel peak memory and forward passes per sample; without it, the
+   timings the last ``make book`` recorded in ``book/_timings.json``.
+
+Prints tables and writes everything as JSON (default ``_build/benchmark.json``). No test
+asserts on these numbers: they describe one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mfutils import estimates, evaluation, head_scores, session
+from mfutils.chapters import CHAPTERS, chapter_spec
+from mfutils.encoding import encode
+from mfutils.head_scores import HeadsSpec
+from mfutils.paths import project_root
+
+
+def bench_scorers(bundle, n_samples: int) -> dict:
+    spec = HeadsSpec(n_samples=n_samples)
+    items, _ = evaluation.conflict_items(spec, bundle)
+    ad = bundle.adapter
+    out = {"samples": len(items)}
+    t0 = time.perf_counter()
+    exh = head_scores.score_all(bundle, items, 64, exhaustive=True)
+    t_all = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast = head_scores.score_all(bundle, items, 64, exhaustive=False)
+    t_fast = time.perf_counter() - t0  # attribution + direct only
+    agree = head_scores.agreement(fast["attribution"], exh["ablation"], 0.05)
+    out.update({
+        "exhaustive passes/sample": exh["passes_per_sample"]["ablation"],
+        "fast passes/sample": fast["passes_per_sample"]["attribution"],
+        "pass ratio": exh["passes_per_sample"]["ablation"] / fast["passes_per_sample"]["attribution"],
+        "exhaustive seconds (all three scores)": round(t_all, 2),
+        "fast seconds (attribution + direct)": round(t_fast, 2),
+        "spearman": round(agree["spearman"], 3),
+        "top-5% overlap": agree["top_overlap"],
+        "heads": ad.n_layers * ad.n_heads,
+    })
+    return out
+
+
+def bench_threads(bundle, repeats: int = 5) -> list[dict]:
+    spec = HeadsSpec(n_samples=32)
+    items, _ = evaluation.conflict_items(spec, None)
+    batch = encode(bundle, items[:64]).to(bundle.device, bundle.dtype)
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        bundle.model(**batch.inputs)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                bundle.model(**batch.inputs)
+            times.append(time.perf_counter() - t0)
+        rows.append({"threads": threads, "batch": len(items[:64]), "median ms / forward": round(1000 * sorted(times)[len(times) // 2], 1)})
+    torch.set_num_threads(1)
+    return rows
+
+
+def bench_chapters(run: bool) -> list[dict]:
+    root = project_root()
+    if run:
+        from mfutils.runner import execute
+
+        with tempfile.TemporaryDirectory() as tmp:
+            timings = execute(list(CHAPTERS), {}, 1800, Path(tmp))
+    else:
+        path = root / "book" / "_timings.json"
+        timings = json.loads(path.read_text()) if path.exists() else []
+    rows = []
+    for t in timings:
+        if t["chapter"] in CHAPTERS:
+            spec = chapter_spec(t["chapter"])
+            p = estimates.passes_per_sample(t["chapter"], 8, 64, spec.to_dict())
+            rows.append({"chapter": t["chapter"], "seconds": t["seconds"], "peak MB": t["peak_rss_mb"],
+                         "passes / sample": p})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chapters", action="store_true", help="execute every chapter now instead of reading book/_timings.json")
+    ap.add_argument("--samples", type=int, default=48, help="conflicts per direction for the scorer comparison")
+    ap.add_argument("--out", default=str(project_root() / "_build" / "benchmark.json"))
+    args = ap.parse_args(argv)
+    spec = HeadsSpec(n_samples=args.samples)
+    session.configure(spec)
+    from mfutils.loading import load_model
+
+    bundle = load_model("organism")
+    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()}}
+    report["scorers"] = bench_scorers(bundle, args.samples)
+    report["threads"] = bench_threads(bundle)
+    report["chapters"] = bench_chapters(args.chapters)
+    print("\n## Head scorers (organism)\n")
+    print(pd.DataFrame([report["scorers"]]).T.rename(columns={0: "value"}).to_string())
+    print("\n## Threads (one batched forward pass)\n")
+    print(pd.DataFrame(report["threads"]).to_string(index=False))
+    print("\n## Chapters" + (" (executed now)" if args.chapters else " (from book/_timings.json)") + "\n")
+    if report["chapters"]:
+        df = pd.DataFrame(report["chapters"])
+        print(df.to_string(index=False))
+        print(f"\ntotal: {df['seconds'].sum():.0f} s")
+    else:
+        print("no timings: run `make book` or pass --chapters")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

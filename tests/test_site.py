@@ -1,0 +1,117 @@
+"""The built website in a real headless browser (Debian's Chromium through Selenium).
+
+Every page of the table of contents loads, shows the figures its notebook holds, and links
+only to pages and anchors that exist; a screenshot of the front page is kept as a build
+artifact (``_build/screenshots/index.png``). ``make test`` builds the site first; run alone,
+this module builds it if it is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urldefrag, urlparse
+
+import pytest
+import yaml
+
+from mfutils.paths import project_root
+
+ROOT = project_root()
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.slow
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [c["file"] for c in part["chapters"]]
+    return pages
+
+
+def expected_figures(page: str) -> int:
+    """PNG outputs the executed notebook holds (0 for a markdown page)."""
+    nb = ROOT / f"{page}.ipynb"
+    if not nb.exists():
+        return 0
+    cells = json.loads(nb.read_text())["cells"]
+    return sum("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (HTML / "index.html").exists():
+        from mfutils.runner import html
+
+        html()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.fail("Chromium and ChromeDriver are needed (`apt-get install chromium chromium-driver`; "
+                    "`make test` installs them when absent)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1600"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_loads_with_its_figures_and_no_broken_links(site, browser, page):
+    browser.get(site + page + ".html")
+    assert browser.execute_script("return document.readyState") == "complete"
+    assert browser.find_elements("css selector", "main h1"), f"{page}: no heading rendered"
+    images = browser.execute_script(
+        "return [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+    broken = [src for src, ok in images if not ok]
+    assert not broken, f"{page}: images that did not load: {broken}"
+    assert len(images) >= expected_figures(page), f"{page}: {len(images)} images shown, notebook has {expected_figures(page)}"
+    hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    for href in hrefs:
+        url, frag = urldefrag(href)
+        if urlparse(url).netloc != urlparse(site).netloc:
+            continue  # external links are not checked (no network here)
+        path = HTML / urlparse(url).path.lstrip("/")
+        if path.is_dir():
+            path = path / "index.html"
+        assert path.exists(), f"{page}: broken internal link {href}"
+        if frag and path.suffix == ".html":
+            assert re.search(rf'id="{re.escape(frag)}"', path.read_text()), f"{page}: link to missing anchor {href}"
+
+
+def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, browser):
+    browser.get(site + "book/index.html")
+    text = browser.find_element("css selector", "main").text
+    assert "Reproduction summary" in text
+    # the table is generated from the result files: each chapter's title appears in it
+    for title in ("Shallow routing into the instruction anchors", "Causal interventions"):
+        assert title in text
+    assert "not run" not in text, "a chapter has no finished results for the book's parameters"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "index.png"))
+    assert (SCREENSHOTS / "index.png").stat().st_size > 10_000
