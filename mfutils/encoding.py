@@ -146,9 +146,15 @@ def collate(encodings: list[dict], pad_id: int) -> tuple[dict[str, torch.Tensor]
 def encode(bundle, items: list[Item], layout: str = "paper") -> Batch:
     """Encode ``items`` for ``bundle`` (a :class:`mfutils.loading.ModelBundle`) as one batch."""
     ad = bundle.adapter
-    wrappers = frozenset(ad.wrapper_token_ids(bundle.processor))
-    pairs = [encode_one(bundle.processor, ad.image_token_id, it, bundle.image_loader, layout, wrappers) for it in items]
-    inputs, lengths = collate([p[0] for p in pairs], bundle.processor.tokenizer.pad_token_id)
+    return encode_with(bundle.processor, ad.image_token_id, items, bundle.image_loader, layout,
+                       frozenset(ad.wrapper_token_ids(bundle.processor)))
+
+
+def encode_with(processor, image_token_id: int, items: list[Item], image_loader, layout: str = "paper",
+                wrappers: frozenset = frozenset()) -> Batch:
+    """Encode ``items`` as one right-padded batch from a processor alone (training has no bundle yet)."""
+    pairs = [encode_one(processor, image_token_id, it, image_loader, layout, wrappers) for it in items]
+    inputs, lengths = collate([p[0] for p in pairs], processor.tokenizer.pad_token_id)
     return Batch(inputs, [p[1] for p in pairs], lengths, list(items))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import synthetic
-from .encoding import Batch, collate, encode_one
+from .encoding import Batch, encode_with
 from .loading import load_image
 from .metrics import answer_tokens, last_logits
 from .organism import OrganismConfig, build_model, build_processor
@@ -28,13 +28,13 @@ from .organism import OrganismConfig, build_model, build_processor
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 50
     threads: int = 1
-    eval_every: int = 250
+    eval_every: int = 500
     eval_size: int = 512
 
 
@@ -46,9 +46,7 @@ def seed_everything(seed: int, threads: int) -> None:
 
 
 def _encode(processor, image_token_id, items) -> Batch:
-    pairs = [encode_one(processor, image_token_id, it, load_image) for it in items]
-    inputs, lengths = collate([p[0] for p in pairs], processor.tokenizer.pad_token_id)
-    return Batch(inputs, [p[1] for p in pairs], lengths, list(items))
+    return encode_with(processor, image_token_id, items, load_image)
 
 
 @torch.no_grad()

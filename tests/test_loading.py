@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -33,10 +32,17 @@ def test_unsupported_family_is_named(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_corrupt_checkpoint_is_reported_not_loaded(tmp_path, tiny_bundle):
+@pytest.fixture
+def saved_tiny(tmp_path, tiny_bundle):
+    """The tiny organism saved as a checkpoint folder."""
     folder = tmp_path / "m"
     tiny_bundle.model.save_pretrained(folder)
     tiny_bundle.processor.save_pretrained(folder)
+    return folder
+
+
+def test_corrupt_checkpoint_is_reported_not_loaded(saved_tiny):
+    folder = saved_tiny
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
     with pytest.raises(CorruptCheckpointError, match="corrupt|could not be loaded"):
@@ -46,11 +52,15 @@ def test_corrupt_checkpoint_is_reported_not_loaded(tmp_path, tiny_bundle):
         load_model(str(folder))
 
 
-def test_saved_tiny_model_round_trips(tmp_path, tiny_bundle):
-    folder = tmp_path / "ok"
-    tiny_bundle.model.save_pretrained(folder)
-    tiny_bundle.processor.save_pretrained(folder)
-    b = load_model(str(folder))
+def test_saved_tiny_model_round_trips(saved_tiny):
+    b = load_model(str(saved_tiny))
     assert b.adapter.family == "organism"
-    assert json.loads((folder / "config.json").read_text())["mfutils"]["kind"] == "mfutils-organism"
-    shutil.rmtree(folder)
+    assert json.loads((saved_tiny / "config.json").read_text())["mfutils"]["kind"] == "mfutils-organism"
+
+
+def test_weights_missing_is_told_before_loading(saved_tiny):
+    from mfutils.loading import check_model
+
+    (saved_tiny / "model.safetensors").unlink()
+    with pytest.raises(ModelNotAvailableError, match="model.safetensors"):
+        check_model(str(saved_tiny))
