@@ -73,7 +73,8 @@ def execute_one(src: Path, dst: Path, parameters: dict, timeout: int) -> dict:
         proc = subprocess.run(cmd, cwd=project_root(), timeout=timeout + 120)
         seconds = time.perf_counter() - t0
         peak = json.loads(stats.read_text())["peak_rss_mb"] if stats.exists() else None
-    return {"chapter": src.stem, "ok": proc.returncode == 0, "seconds": round(seconds, 1), "peak_rss_mb": peak}
+    return {"chapter": src.stem, "ok": proc.returncode == 0, "seconds": round(seconds, 1), "peak_rss_mb": peak,
+            "executed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def _one(src: str, dst: str, parameters: str, timeout: str, stats: str) -> int:
@@ -171,9 +172,8 @@ def _record(root: Path, timings: list[dict]) -> None:
     path = root / TIMINGS
     old = {t["chapter"]: t for t in json.loads(path.read_text())} if path.exists() else {}
     env = environment()
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for t in timings:
-        old[t["chapter"]] = {**t, "executed": stamp, "environment": env}
+        old[t["chapter"]] = {**t, "environment": env}
     order = [s.stem for s, _ in notebooks(root)]
     merged = [old[k] for k in order if k in old]
     path.write_text(json.dumps(merged, indent=1) + "\n")
