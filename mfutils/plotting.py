@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: papermill, nbval and CI have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt  # a kernel shows figures inline; a script without a display gets Agg
+import pandas as pd
+import seaborn as sns
 
 #: One colour per modality across the whole book.
 PALETTE = {"image": "#1f77b4", "text": "#d62728", "Vision Following": "#1f77b4", "Text Following": "#d62728"}
@@ -84,12 +80,17 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
             if i == 0:
                 ax.set_title(edge, fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{direction_label(target)}\n{ylabel}", fontsize=7)
-            if i == len(targets) - 1:
-                ax.set_xlabel("relative depth (layer / layers)", fontsize=7)
-            ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7)
+                ax.set_ylabel(direction_label(target), fontsize=8)
+            ax.tick_params(labelsize=6)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label="organism, vision following"),
+               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label="organism, text following"),
+               Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
+    fig.supxlabel("relative depth (layer / number of layers)", fontsize=8)
+    fig.supylabel(ylabel, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize=7, frameon=False)
     return fig

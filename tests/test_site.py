@@ -90,6 +90,8 @@ def test_page_loads_with_its_figures_and_no_broken_links(site, browser, page):
         "return [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
     broken = [src for src, ok in images if not ok]
     assert not broken, f"{page}: images that did not load: {broken}"
+    if "/chapters/" in page or page.endswith(("index", "organism")):
+        assert expected_figures(page) >= 1, f"{page}: the executed notebook holds no figure"
     assert len(images) >= expected_figures(page), f"{page}: {len(images)} images shown, notebook has {expected_figures(page)}"
     hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
     for href in hrefs:
@@ -111,7 +113,9 @@ def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, brows
     # the table is generated from the result files: each chapter's title appears in it
     for title in ("Shallow routing into the instruction anchors", "Causal interventions"):
         assert title in text
-    assert "not run" not in text, "a chapter has no finished results for the book's parameters"
+    cells = browser.execute_script("return [...document.querySelectorAll('main table td')].map(td => td.innerText.trim())")
+    assert "met" in cells or "reproduced" in cells, "the summary table shows no verdict"
+    assert "not run" not in cells, "a chapter has no finished results for the book's parameters"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "index.png"))
     assert (SCREENSHOTS / "index.png").stat().st_size > 10_000
