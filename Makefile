@@ -37,6 +37,10 @@ test: $(STAMP) chromium
 	$(PY) -m pytest tests -q
 	$(PY) -m pytest -q --nbval book/chapters book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	# nbval re-executed every chapter into results/: report whether the files came out byte-identical
+	@if ! git rev-parse --git-dir >/dev/null 2>&1; then :; \
+	elif git diff --quiet -- results; then echo "results/: re-execution reproduced every committed file bit for bit"; \
+	else echo "results/: re-execution changed these files (other CPU or package versions?):"; git diff --stat -- results; fi
 
 ## Debian's Chromium and ChromeDriver for the browser test, installed when absent
 chromium:
