@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import bootstrap_ci
 from .params import RunSpec
 
 
@@ -30,8 +31,6 @@ def verdicts(margin: pd.DataFrame, ldar_df: pd.DataFrame, attn_margin: dict[str,
     emerge = {t: emergence_layer(margin[t].to_numpy()) for t in margin.columns}
     final = {t: float(margin[t].iloc[-1]) for t in margin.columns}
     deep = ldar_df[ldar_df["layer"] >= L // 2].groupby("target")["LDAR (instruction anchor)"].max()
-    from .metrics import bootstrap_ci
-
     writes = {t: bootstrap_ci(a[:, L // 2 :].sum(1)) for t, a in attn_margin.items()}
     late = [emerge[t] >= L // 2 for t in emerge]
     return pd.DataFrame([

@@ -20,19 +20,15 @@ class DryRunError(RuntimeError):
     """One or more problems found before any heavy work; the message lists each."""
 
 
-def known_parameters() -> set[str]:
-    return all_parameters()
-
-
 def dry_run(chapters: list[str], parameters: dict) -> list[str]:
     """Check ``parameters`` for ``chapters``; returns a report (one line per check) or raises."""
     from .evaluation import conflict_items
     from .loading import check_model
 
     problems, report = [], []
-    unknown = sorted(set(parameters) - known_parameters())
+    unknown = sorted(set(parameters) - all_parameters())
     if unknown:
-        problems.append(f"unknown parameter(s) {unknown}; known: {sorted(known_parameters())}")
+        problems.append(f"unknown parameter(s) {unknown}; known: {sorted(all_parameters())}")
     specs = []
     for chapter in chapters:
         try:

@@ -125,7 +125,7 @@ def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "f
     Never downloads. Fails at once, saying what to do, for an unknown family, a model that
     is not available offline, a corrupt checkpoint, or an unknown device / dtype.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     source, _, looks_local = check_model(model_id, device, dtype)
     local, dev = Path(source), torch.device(device)

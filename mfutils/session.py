@@ -8,7 +8,6 @@ than one thread when another process keeps the second core busy (measured with
 from __future__ import annotations
 
 import random
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,6 @@ def configure(spec: RunSpec) -> None:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def start(spec: RunSpec) -> Session:

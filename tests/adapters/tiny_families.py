@@ -53,9 +53,6 @@ INTERNVL_TEMPLATE = (
 )
 
 
-_no_video_processor = no_video_processor  # the loader's own, which real Qwen/InternVL loads use too
-
-
 def _clip(size=32, patch=8):
     return tf.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                                image_size=size, patch_size=patch, projection_dim=32)
@@ -113,7 +110,7 @@ def _qwen(version: str):
                       in_channels=3)
         cfg = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
         model, proc_cls = tf.Qwen2_5_VLForConditionalGeneration(cfg), tf.Qwen2_5_VLProcessor
-    with _no_video_processor():
+    with no_video_processor():
         proc = proc_cls(image_processor=ip, tokenizer=tok, video_processor=None, chat_template=QWEN_TEMPLATE)
     return model, proc
 
@@ -134,7 +131,7 @@ def internvl():
              "video_token": "<video>"}
     tok = _tokenizer(specials, extra, INTERNVL_TEMPLATE)
     ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=False)
-    with _no_video_processor():
+    with no_video_processor():
         proc = tf.InternVLProcessor(image_processor=ip, tokenizer=tok, video_processor=None, image_seq_length=4,
                                     chat_template=INTERNVL_TEMPLATE)
     vision = tf.InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
