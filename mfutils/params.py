@@ -28,6 +28,17 @@ class ParameterError(TypeError):
 # names IPython / papermill put in a kernel's namespace on their own
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
+#: Every parameter name some chapter takes. One parameters file (``notebooks/params/*.yaml``)
+#: serves all chapters, so a chapter must tell another chapter's parameter (ignored) from a
+#: typo (an error). Spelled out here rather than collected from the chapter modules, so
+#: that this module depends on none of them; ``tests/test_params.py`` checks it against the
+#: spec classes in :data:`mfutils.chapters.CHAPTERS`.
+ALL_PARAMETERS = frozenset({
+    "batch_size", "coco_dir", "control_filter", "data", "device", "dtype", "exhaustive",
+    "layout_controls", "model_id", "n_boot", "n_random", "n_samples", "num_threads",
+    "output_dir", "saliency", "seed", "top_fraction", "window",
+})
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -108,8 +119,6 @@ def spec_from_namespace(spec_cls: type[RunSpec], namespace: dict, chapter: str) 
     Every public, non-module, non-callable global must be a field of ``spec_cls``; anything
     else is an unknown parameter (e.g. a misspelt ``-p`` name) and raises.
     """
-    from .chapters import all_parameters  # every chapter's, for one parameters file shared by all
-
     names = {f.name for f in fields(spec_cls)} - {"chapter"}
     given = {
         k: v
@@ -121,7 +130,7 @@ def spec_from_namespace(spec_cls: type[RunSpec], namespace: dict, chapter: str) 
     }
     # a parameter of another chapter (e.g. n_random from a family's parameters file) does not
     # apply here; a name no chapter knows is a typo and fails
-    unknown = sorted(set(given) - names - all_parameters())
+    unknown = sorted(set(given) - names - ALL_PARAMETERS)
     if unknown:
         raise ParameterError(
             f"unknown parameter(s) {unknown} for chapter {chapter}; this chapter takes {sorted(names)}"

@@ -48,3 +48,10 @@ def test_another_chapters_parameter_is_not_applied_but_a_typo_fails():
     assert not hasattr(spec, "n_random")
     with pytest.raises(ParameterError, match="n_randum"):
         spec_from_namespace(BehaviourSpec, {"n_randum": 5}, "00_behaviour")
+
+
+def test_the_list_of_all_parameters_matches_the_chapters_specs():
+    from mfutils.chapters import all_parameters
+    from mfutils.params import ALL_PARAMETERS
+
+    assert ALL_PARAMETERS == all_parameters()
