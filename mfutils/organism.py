@@ -32,7 +32,7 @@ class OrganismConfig:
     n_layers: int = 8
     n_heads: int = 8
     hidden: int = 128
-    intermediate: int = 512
+    intermediate: int = 256
     vision_layers: int = 2
     vision_hidden: int = 64
     vision_heads: int = 4

@@ -59,13 +59,18 @@ CONTEXT_TEMPLATES = (
 )
 
 # Instruction paraphrases: templates x modality words. {A} is the modality to follow,
-# {B} the other. Index 0 of each target is the paper's own sentence (added below).
+# {B} the other. The paper's own sentence joins each target's held-out pool (below).
 _TEMPLATES = (
     "Answer based on the {A}, not the {B}.",
     "Rely on the {A} and ignore the {B}.",
     "Trust the {A} over the {B}.",
     "If the {B} and the {A} disagree, follow the {A}.",
     "Use only the {A} to answer.",
+    # templates naming only the modality to follow, so that the gating can start from "which
+    # modality word is there" before it learns which of two named ones is followed; without
+    # them one 2,000-step run never learnt the gating, with them it emerged by ~1,750 (measured)
+    "Look only at the {A}.",
+    "The {A} is what counts here.",
 )
 _WORDS = {
     "image": ("image", "picture", "photo", "image content"),
@@ -78,7 +83,9 @@ _HELDOUT_PARAPHRASE_KEYS = {(0, 2), (1, 3), (2, 1), (3, 0), (4, 2)}
 def _paraphrases() -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
     for target, other in (("image", "text"), ("text", "image")):
-        train, held = [PAPER_INSTRUCTIONS[target]], []
+        # the paper's sentence is held out: its MLLMs follow it zero-shot, never having been
+        # trained on it, and so does the organism
+        train, held = [], [PAPER_INSTRUCTIONS[target]]
         for t, template in enumerate(_TEMPLATES):
             for w, word in enumerate(_WORDS[target]):
                 sentence = template.format(A=word, B=_WORDS[other][w])
@@ -110,7 +117,10 @@ def _shape_mask(shape: str, cx: int, cy: int, r: int) -> np.ndarray:
     if shape == "circle":
         m = dx**2 + dy**2 <= r**2
     elif shape == "square":
-        m = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
+        # as wide as the circle: its corners then reach into the corner 8-px patches, which
+        # the circle never touches -- at 0.8 r the two differed in a few pixels and a 2-layer
+        # tower needed thousands of steps to tell them apart (measured)
+        m = (np.abs(dx) <= r) & (np.abs(dy) <= r)
     elif shape == "triangle":
         m = (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.55)
     elif shape == "cross":
@@ -147,8 +157,8 @@ def image_from_ref(ref: str) -> Image.Image:
 # samples
 
 SPLITS = ("train", "eval", "eval_heldout_paraphrase")
-#: default mixture of kinds for training
-TRAIN_MIX = {"conflict": 0.5, "consistent": 0.2, "image_only": 0.15, "text_only": 0.15}
+#: default mixture of kinds (the monitor set and evaluation splits; training sets its own, TrainConfig.mix)
+DEFAULT_MIX = {"conflict": 0.5, "consistent": 0.2, "image_only": 0.15, "text_only": 0.15}
 #: in training, how often a prior noun's colour (in the image, and in the text) is canonical
 PRIOR_STRENGTH = 0.7
 
@@ -209,14 +219,14 @@ def make_sample(rng: random.Random, kind: str, split: str, index: int) -> Item:
 
 
 def make_split(split: str, n: int, seed: int, kinds: dict[str, float] | None = None) -> list[Item]:
-    """``n`` seeded items of ``split``; ``kinds`` maps kind -> share (default :data:`TRAIN_MIX`).
+    """``n`` seeded items of ``split``; ``kinds`` maps kind -> share (default :data:`DEFAULT_MIX`).
 
     Shares are realised exactly (rounded), in a seeded shuffled order, so that small
     evaluation sets are balanced.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    kinds = kinds or TRAIN_MIX
+    kinds = kinds or DEFAULT_MIX
     rng = random.Random(_stable_hash("split", split, seed))
     counts = {k: int(round(share * n)) for k, share in kinds.items()}
     counts[next(iter(counts))] += n - sum(counts.values())

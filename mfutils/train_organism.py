@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from .organism import OrganismConfig
 from .paths import organism_dir
 from .training import TrainConfig, train, weights_digest
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         shipped = json.loads((organism_dir() / "training.json").read_text())
         with tempfile.TemporaryDirectory() as tmp:
-            rec = train(Path(tmp) / "organism", TrainConfig(**shipped["train_config"]))
+            rec = train(Path(tmp) / "organism", TrainConfig(**shipped["train_config"]),
+                        OrganismConfig(**shipped["architecture"]))
         same = rec["weights_sha256"] == shipped["weights_sha256"] == weights_digest(organism_dir())
         print(f"retrained digest {rec['weights_sha256'][:16]}, shipped {shipped['weights_sha256'][:16]}: "
               + ("IDENTICAL" if same else "DIFFERENT"))

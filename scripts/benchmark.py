@@ -6,7 +6,9 @@
    forward/backward passes per sample, wall time, Spearman rank correlation and top-5% overlap.
 2. Threads: one batched forward pass with 1 and with 2 threads (PyTorch's default on 2 cores
    can be much slower than one thread when the other core is busy).
-3. Chapters (with ``--chapters``): each chapter executed through the runner into a temporary
+3. Training: seconds per stage-2 training step of a fresh organism of the shipped architecture,
+   with 1 and 2 threads, the batch in one forward pass or in length-sorted micro-batches.
+4. Chapters (with ``--chapters``): each chapter executed through the runner into a temporary
    folder, with its wall time, kernel peak memory and forward passes per sample; without it, the
    timings the last ``make book`` recorded in ``book/_timings.json``.
 
@@ -78,6 +80,39 @@ def bench_threads(bundle, repeats: int = 5) -> list[dict]:
     return rows
 
 
+def bench_training(steps: int = 12) -> list[dict]:
+    from mfutils import synthetic
+    from mfutils.loading import organism_card
+    from mfutils.organism import OrganismConfig, build_model, build_processor
+    from mfutils.training import TrainConfig, accumulate_gradients, parse_mix, seed_everything
+
+    card = organism_card()
+    arch, cfg = OrganismConfig(**card["architecture"]), TrainConfig(**card["train_config"])
+    items = synthetic.make_split("train", (steps + 2) * cfg.batch_size, seed=0, kinds=parse_mix(cfg.mix))
+    rows = []
+    for threads in (1, 2):
+        for parts in (1, cfg.micro_batches):
+            seed_everything(0, threads)
+            processor = build_processor(arch)
+            model = build_model(processor, arch)
+            model.model.vision_tower.requires_grad_(cfg.freeze_vision is False)
+            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+            times = []
+            for step in range(steps + 2):
+                chunk = items[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                accumulate_gradients(model, processor, chunk, parts)
+                opt.step()
+                if step >= 2:  # the first steps warm allocators up
+                    times.append(time.perf_counter() - t0)
+            rows.append({"threads": threads, "forward passes / batch": parts, "batch": cfg.batch_size,
+                         "median s / step": round(sorted(times)[len(times) // 2], 3),
+                         f"x {cfg.steps} steps (s)": round(cfg.steps * sorted(times)[len(times) // 2])})
+    torch.set_num_threads(1)
+    return rows
+
+
 def bench_chapters(run: bool) -> list[dict]:
     root = project_root()
     if run:
@@ -112,11 +147,14 @@ def main(argv=None) -> int:
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()}}
     report["scorers"] = bench_scorers(bundle, args.samples)
     report["threads"] = bench_threads(bundle)
+    report["training"] = bench_training()
     report["chapters"] = bench_chapters(args.chapters)
     print("\n## Head scorers (organism)\n")
     print(pd.DataFrame([report["scorers"]]).T.rename(columns={0: "value"}).to_string())
     print("\n## Threads (one batched forward pass)\n")
     print(pd.DataFrame(report["threads"]).to_string(index=False))
+    print("\n## Training steps (stage 2, encoding included)\n")
+    print(pd.DataFrame(report["training"]).to_string(index=False))
     print("\n## Chapters" + (" (executed now)" if args.chapters else " (from book/_timings.json)") + "\n")
     if report["chapters"]:
         df = pd.DataFrame(report["chapters"])

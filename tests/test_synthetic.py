@@ -53,3 +53,17 @@ def test_every_generated_word_is_in_the_vocabulary(tiny_bundle):
     for it in synthetic.make_split("eval", 100, seed=2) + synthetic.make_split("eval_heldout_paraphrase", 50, seed=2):
         for text in (it.question, it.context or "", it.instruction or ""):
             assert tok.unk_token_id not in tok(text, add_special_tokens=False)["input_ids"], text
+
+
+def test_square_and_circle_differ_in_the_corner_patches():
+    """The organism sees 8-px patches: the square must reach the corner ones, the circle (almost) not."""
+    size, patch = synthetic.IMAGE_SIZE, 8
+    corners = np.zeros((size, size), bool)
+    for y in (slice(0, patch), slice(size - patch, size)):
+        for x in (slice(0, patch), slice(size - patch, size)):
+            corners[y, x] = True
+    for r in (10, 11, 12):
+        square = synthetic._shape_mask("square", size // 2, size // 2, r)
+        circle = synthetic._shape_mask("circle", size // 2, size // 2, r)
+        assert (square & corners).sum() >= 16 and (circle & corners).sum() <= 1
+

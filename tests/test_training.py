@@ -6,7 +6,7 @@ from mfutils.organism import OrganismConfig
 from mfutils.training import TrainConfig, train
 
 TINY = OrganismConfig(n_layers=2, n_heads=2, hidden=32, intermediate=64, vision_layers=1, vision_hidden=16, vision_heads=2)
-SHORT = TrainConfig(steps=3, batch_size=4, eval_every=2, eval_size=8, warmup=1)
+SHORT = TrainConfig(steps=3, decay_steps=1, batch_size=4, eval_every=2, eval_size=8, warmup=1, vision_pretrain_steps=2)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
@@ -17,3 +17,64 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     card = (tmp_path / "a" / "README.md").read_text()
     assert "Held-out accuracy" in card and a["weights_sha256"][:16] in card
     assert {"config.json", "model.safetensors", "tokenizer.json", "training.json"} <= {p.name for p in (tmp_path / "a").iterdir()}
+
+
+def test_micro_batches_give_the_one_pass_gradient():
+    import torch
+
+    from mfutils import synthetic
+    from mfutils.organism import build_model, build_processor
+    from mfutils.training import accumulate_gradients, seed_everything
+
+    seed_everything(0, 1)
+    processor = build_processor(TINY)
+    model = build_model(processor, TINY)
+    items = synthetic.make_split("train", 12, seed=0)
+    grads, losses = [], []
+    for parts in (1, 4):
+        model.zero_grad(set_to_none=True)
+        losses.append(accumulate_gradients(model, processor, items, parts))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert abs(losses[0] - losses[1]) < 1e-5
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_bad_training_mixtures_are_refused():
+    import pytest
+
+    from mfutils.training import parse_mix
+
+    assert parse_mix("conflict=0.5,image_only=0.5") == {"conflict": 0.5, "image_only": 0.5}
+    with pytest.raises(ValueError, match="not 1"):
+        parse_mix("conflict=0.5,image_only=0.4")
+    with pytest.raises(ValueError, match="conflit"):
+        parse_mix("conflit=1.0")
+
+
+def test_stage_two_leaves_a_frozen_tower_as_stage_one_left_it(tmp_path, monkeypatch):
+    import torch
+
+    from mfutils import training
+
+    after_stage_one = {}
+
+    def pretrain_and_remember(model, processor, items, cfg):
+        pretrain(model, processor, items, cfg)
+        after_stage_one.update({k: v.clone() for k, v in model.model.vision_tower.state_dict().items()})
+
+    pretrain = training.pretrain_vision
+    monkeypatch.setattr(training, "pretrain_vision", pretrain_and_remember)
+    cfg = TrainConfig(**{**SHORT.__dict__, "vision_pretrain_steps": 2, "freeze_vision": True})
+    train(tmp_path / "m", cfg, TINY, log=lambda *_: None)
+    from transformers import LlavaForConditionalGeneration
+
+    tower = LlavaForConditionalGeneration.from_pretrained(tmp_path / "m").model.vision_tower.state_dict()
+    assert after_stage_one and all(torch.equal(tower[k], v) for k, v in after_stage_one.items())
+
+
+def test_training_decays_and_stops_once_the_monitor_set_is_learnt(tmp_path):
+    never = train(tmp_path / "n", TrainConfig(**{**SHORT.__dict__, "learnt_at": 1.01}), TINY, log=lambda *_: None)
+    at_once = train(tmp_path / "a", TrainConfig(**{**SHORT.__dict__, "learnt_at": 0.0}), TINY, log=lambda *_: None)
+    assert never["steps_run"] == SHORT.steps
+    assert at_once["steps_run"] == 1 + SHORT.decay_steps
+    assert [r["decay_from"] for r in at_once["curve"] if "decay_from" in r] == [1]
