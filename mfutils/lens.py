@@ -116,7 +116,10 @@ def summarize_layers(values: np.ndarray, n_layers: int, name: str, n_boot: int =
     rng = np.random.default_rng(seed)
     B = values.shape[0]
     if B == 0:
-        return pd.DataFrame(columns=["layer", "depth", name, "ci_low", "ci_high", "n"])
+        # typed, so that concatenating it with filled tables keeps their columns numeric
+        return pd.DataFrame({"layer": pd.Series(dtype="int64"), "depth": pd.Series(dtype=float),
+                             name: pd.Series(dtype=float), "ci_low": pd.Series(dtype=float),
+                             "ci_high": pd.Series(dtype=float), "n": pd.Series(dtype="int64")})
     idx = rng.integers(0, B, size=(n_boot, B))
     boots = np.nanmean(values[idx], axis=1)  # (n_boot, L)
     lo, hi = np.nanquantile(boots, [0.025, 0.975], axis=0)

@@ -34,3 +34,16 @@ def test_ldar_counts_agreement_and_drops_neither_answers():
     assert rate.tolist() == [1.0, 1.0]
     flipped = LensTrace(-follow, comp)
     assert ldar(meta, flipped).tolist() == [0.0, 0.0]
+
+
+def test_an_empty_group_keeps_the_summary_columns_numeric():
+    """A group with no samples (e.g. no failures) must not turn the table's columns into objects."""
+    import numpy as np
+    import pandas as pd
+
+    from mfutils.lens import summarize_layers
+
+    full = summarize_layers(np.ones((4, 3)), 3, "value", n_boot=10)
+    empty = summarize_layers(np.ones((0, 3)), 3, "value", n_boot=10)
+    both = pd.concat([full, empty], ignore_index=True)
+    assert all(both[c].dtype.kind == "f" for c in ("depth", "value", "ci_low", "ci_high"))
