@@ -42,8 +42,9 @@ class TrainConfig:
     eval_every: int = 250
     eval_size: int = 512
     #: each batch is sorted by length and run as this many forward passes, each padded only to
-    #: its own longest prompt (the same gradient, up to float summation order, at ~half the
-    #: padding; measured in scripts/benchmark.py)
+    #: its own longest prompt (the same gradient up to float summation order). Measured: ~20%
+    #: faster per step on a 50%-conflict mix, whose prompt lengths vary most; no faster on the
+    #: 70%-conflict mix below (scripts/benchmark.py). Kept: the shipped weights were trained so
     micro_batches: int = 4
     #: steps of stage 1 (see :func:`pretrain_vision`); 0 trains the tower only end to end
     vision_pretrain_steps: int = 300

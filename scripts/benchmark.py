@@ -80,6 +80,7 @@ def bench_threads(bundle, repeats: int = 5) -> list[dict]:
     return rows
 
 
+@torch.enable_grad()  # the chapters' session turns gradients off
 def bench_training(steps: int = 12) -> list[dict]:
     from mfutils import synthetic
     from mfutils.loading import organism_card
@@ -108,7 +109,7 @@ def bench_training(steps: int = 12) -> list[dict]:
                     times.append(time.perf_counter() - t0)
             rows.append({"threads": threads, "forward passes / batch": parts, "batch": cfg.batch_size,
                          "median s / step": round(sorted(times)[len(times) // 2], 3),
-                         f"x {cfg.steps} steps (s)": round(cfg.steps * sorted(times)[len(times) // 2])})
+                         f"x {card['steps_run']} steps (s)": round(card["steps_run"] * sorted(times)[len(times) // 2])})
     torch.set_num_threads(1)
     return rows
 
