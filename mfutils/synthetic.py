@@ -147,10 +147,16 @@ def render_image(colour: str, shape: str, seed: int) -> Image.Image:
     return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
 
 
+def parse_ref(ref: str) -> dict:
+    """``synthetic:<colour>:<shape>:<seed>`` -> ``{"colour": ..., "shape": ..., "seed": int}``."""
+    _, colour, shape, seed = ref.split(":")
+    return {"colour": colour, "shape": shape, "seed": int(seed)}
+
+
 def image_from_ref(ref: str) -> Image.Image:
     """Render a ``synthetic:<colour>:<shape>:<seed>`` reference."""
-    _, colour, shape, seed = ref.split(":")
-    return render_image(colour, shape, int(seed))
+    r = parse_ref(ref)
+    return render_image(r["colour"], r["shape"], r["seed"])
 
 
 # ---------------------------------------------------------------------------------------

@@ -126,11 +126,19 @@ def pretrain_vision(model, processor, items, cfg: TrainConfig) -> None:
         pooled = tower(pixels).last_hidden_state[:, 1:].mean(1)  # patches only, as LLaVA reads them
         loss = 0.0
         for attr, head in heads.items():
-            target = torch.tensor([labels[attr].index(r.split(":")[1 if attr == "colour" else 2]) for r in chunk])
+            target = torch.tensor([labels[attr].index(synthetic.parse_ref(r)[attr]) for r in chunk])
             loss = loss + torch.nn.functional.cross_entropy(head(pooled), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+
+def stage_two_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Freeze the vision tower if ``cfg`` says so; AdamW over the parameters still trained."""
+    if cfg.freeze_vision:
+        model.model.vision_tower.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _by_length(items, parts: int) -> list[list]:
@@ -174,11 +182,8 @@ def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig 
     train_items = synthetic.make_split("train", cfg.steps * cfg.batch_size, seed=cfg.seed, kinds=parse_mix(cfg.mix))
     t0 = time.perf_counter()
     pretrain_vision(model, processor, train_items, cfg)
-    tower = model.model.vision_tower
-    if cfg.freeze_vision:
-        tower.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = stage_two_optimizer(model, cfg)
+    trainable = opt.param_groups[0]["params"]
     # warm-up, constant, then linear decay once the monitor set is learnt (or at the end of the
     # budget): when the instruction gating emerges varies from run to run by 1,000+ steps
     # (measured), so a fixed cosine schedule either wastes time or stops too soon

@@ -85,7 +85,7 @@ def bench_training(steps: int = 12) -> list[dict]:
     from mfutils import synthetic
     from mfutils.loading import organism_card
     from mfutils.organism import OrganismConfig, build_model, build_processor
-    from mfutils.training import TrainConfig, accumulate_gradients, parse_mix, seed_everything
+    from mfutils.training import TrainConfig, accumulate_gradients, parse_mix, seed_everything, stage_two_optimizer
 
     card = organism_card()
     arch, cfg = OrganismConfig(**card["architecture"]), TrainConfig(**card["train_config"])
@@ -96,8 +96,7 @@ def bench_training(steps: int = 12) -> list[dict]:
             seed_everything(0, threads)
             processor = build_processor(arch)
             model = build_model(processor, arch)
-            model.model.vision_tower.requires_grad_(cfg.freeze_vision is False)
-            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+            opt = stage_two_optimizer(model, cfg)
             times = []
             for step in range(steps + 2):
                 chunk = items[step * cfg.batch_size : (step + 1) * cfg.batch_size]
