@@ -1,8 +1,10 @@
-"""Chapter 05: block the top-scored heads, against random heads from the same layers; check
+"""Chapter 05: block the arbitration heads, against random heads from the same layers; check
 general ability; amplify the heads on failed samples.
 
-Heads are scored on a *fit* split (a different seed from the evaluation split), so the
-evaluation never sees the samples that chose the heads.
+The heads are chosen by rule 04-specific (:mod:`mfutils.rules`) on a *fit* split (a different
+seed from the evaluation split), before any blocking: heads whose ablation lowers following
+more than it lowers the matched single-modality control. The set is never chosen by which
+scorer's heads destroy most, which would reward heads that every answer needs.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import run_readouts
-from .head_scores import top_heads
 from .interventions import scale_heads  # noqa: F401  (re-exported for the chapter)
+from . import rules
 from .metrics import bootstrap_ci
 from .params import RunSpec
 
@@ -57,10 +59,11 @@ def mf_by_target(table: pd.DataFrame) -> dict[str, float]:
     return {t: float((g["decision"] == 1).mean()) for t, g in table.groupby("target")}
 
 
-def blocking_curve(bundle, items, controls, scores: np.ndarray, batch_size: int, n_random: int, seed: int,
-                   fractions=FRACTIONS) -> pd.DataFrame:
-    """MF ratio (per direction) and control accuracy with the top-k heads zeroed, and the same
-    for ``n_random`` random same-layer head sets per fraction."""
+def blocking_curve(bundle, items, controls, head_sets: dict[float, list[tuple[int, int]]], batch_size: int,
+                   n_random: int, seed: int) -> pd.DataFrame:
+    """MF ratio (per direction) and control accuracy with each fraction's head set zeroed, and
+    the same for ``n_random`` random same-layer head sets of the same size per fraction.
+    ``head_sets``: fraction -> heads (an empty set is skipped)."""
     ad = bundle.adapter
     rng = np.random.default_rng(seed)
     rows = []
@@ -77,8 +80,9 @@ def blocking_curve(bundle, items, controls, scores: np.ndarray, batch_size: int,
                          "value": float((g["decision"] == 1).mean())})
 
     measure([], "none", 0.0, 0)
-    for f in fractions:
-        top = top_heads(scores, f)
+    for f, top in head_sets.items():
+        if not top:
+            continue
         measure(top, "top", f, 0)
         for d in range(n_random):
             measure(random_same_layers(top, ad.n_heads, rng, ad.n_layers), "random", f, d)
@@ -119,30 +123,66 @@ def amplification(bundle, items, heads, batch_size: int, alphas=ALPHAS, n_boot: 
 
 
 def verdicts(summary: pd.DataFrame, amp: pd.DataFrame, fraction: float = 0.05) -> pd.DataFrame:
-    """Blocking vs random, general ability, and amplification against the paper's numbers."""
+    """Rules 05-block, 05-general and 05-amplify of :data:`mfutils.rules.RULES`."""
     s = summary[np.isclose(summary["fraction"], fraction)]
     rows = []
+    r = rules.rule("05-block")
     mf = s[s["measure"].str.startswith("MF")]
-    drop = float(mf["top_relative_drop"].mean())
-    beyond = bool((mf["top"] < mf["random_p2.5"]).all())
-    rows.append({"claim": f"Blocking the top {fraction:.0%} of heads cuts the MF ratio", "paper": "~60% relative drop",
-                 "ours": ", ".join(f"{r.measure}: {r.baseline:.2f} → {r.top:.2f} (random {r.random_mean:.2f} "
-                                   f"[{r['random_p2.5']:.2f}, {r['random_p97.5']:.2f}])" for _, r in mf.iterrows())
-                 + f"; mean relative drop {drop:.0%}",
-                 "verdict": "reproduced" if beyond and drop >= 0.3 else ("partly" if beyond or drop > 0.1 else "not reproduced")})
-    ctrl = s[~s["measure"].str.startswith("MF")]
-    kept = bool(((ctrl["baseline"] - ctrl["top"]) < 0.1).all())
-    rows.append({"claim": "General ability (image-only, text-only) survives the blocking", "paper": "preserved (benchmarks unnamed)",
-                 "ours": ", ".join(f"{r.measure}: {r.baseline:.2f} → {r.top:.2f}" for _, r in ctrl.iterrows()),
-                 "verdict": "reproduced" if kept else "not reproduced"})
-    pos = amp[amp["alpha"] > 1]
-    if len(pos) and pos["n_failed"].iloc[0] > 0:
-        best = pos.loc[pos["repaired"].idxmax()]
-        rows.append({"claim": "Amplifying the heads repairs failed samples", "paper": "up to ~60%",
-                     "ours": f"{best['repaired']:.0%} [{best['repaired_ci_low']:.0%}, {best['repaired_ci_high']:.0%}] of "
-                             f"{int(best['n_failed'])} failures at α={best['alpha']:g}, breaking {best['broken']:.0%} of successes",
-                     "verdict": "reproduced" if best["repaired"] >= 0.4 else ("partly" if best["repaired"] >= 0.1 else "not reproduced")})
+    if mf.empty:
+        rows.append(rules.verdict_row(r, f"no arbitration head at {fraction:.0%}", "not measurable"))
     else:
-        rows.append({"claim": "Amplifying the heads repairs failed samples", "paper": "up to ~60%",
-                     "ours": "no failures to repair", "verdict": "not measurable"})
+        vs = []
+        for _, m in mf.iterrows():
+            beyond = m["top"] < m["random_p2.5"]
+            big = m["top_relative_drop"] >= r.threshold
+            vs.append("reproduced" if beyond and big else ("partly" if beyond or m["top_relative_drop"] > 0.1 else "not reproduced"))
+        rows.append(rules.verdict_row(r, ", ".join(
+            f"{m.measure}: {m.baseline:.2f} → {m.top:.2f} ({m.top_relative_drop:.0%} drop; random {m.random_mean:.2f} "
+            f"[{m['random_p2.5']:.2f}, {m['random_p97.5']:.2f}])" for _, m in mf.iterrows()) + f"; k = {int(mf['k'].iloc[0])}",
+            rules.combine(vs)))
+    r = rules.rule("05-general")
+    ctrl = s[~s["measure"].str.startswith("MF")]
+    if ctrl.empty:
+        rows.append(rules.verdict_row(r, "no blocking measured", "not measurable"))
+    else:
+        kept = bool(((ctrl["baseline"] - ctrl["top"]) < r.threshold).all())
+        rows.append(rules.verdict_row(r, ", ".join(f"{m.measure}: {m.baseline:.2f} → {m.top:.2f}" for _, m in ctrl.iterrows()),
+                                      "reproduced" if kept else "not reproduced"))
+    r = rules.rule("05-amplify")
+    at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
+    if at.empty or at["n_failed"].iloc[0] == 0:
+        rows.append(rules.verdict_row(r, "no failures to repair", "not measurable"))
+    else:
+        a = at.iloc[0]
+        net = a["repaired"] > a["broken"]
+        rows.append(rules.verdict_row(
+            r, f"{a['repaired']:.0%} [{a['repaired_ci_low']:.0%}, {a['repaired_ci_high']:.0%}] of {int(a['n_failed'])} failures "
+               f"at α = {rules.VERDICT_ALPHA:g}, breaking {a['broken']:.0%} of {int(a['n_followed'])} successes",
+            "reproduced" if net and a["repaired"] >= r.threshold else ("partly" if net and a["repaired"] >= 0.1 else "not reproduced")))
     return pd.DataFrame(rows)
+
+
+#: a rise of the MF ratio by more than this, after a fall, makes a blocking curve non-monotonic
+MONOTONE_TOLERANCE = 0.05
+
+
+def mixed_results(summary: pd.DataFrame, amp: pd.DataFrame) -> list[str]:
+    """Sentences, generated from the numbers, naming results that are mixed: a blocking curve
+    that is non-monotonic in the number of heads blocked, and scale factors α ≤ 0 (removal or
+    sign flip, artefacts rather than amplification) that "repair" failures."""
+    out = []
+    for m, g in summary[summary["measure"].str.startswith("MF")].groupby("measure"):
+        g = g.sort_values("fraction")
+        values = [float(g["baseline"].iloc[0])] + g["top"].tolist()
+        rises = any(values[j] - min(values[:j]) > MONOTONE_TOLERANCE for j in range(1, len(values)))
+        if rises:
+            steps = " → ".join(f"{v:.2f}" for v in values)
+            fracs = ", ".join(f"{f:.0%}" for f in g["fraction"])
+            out.append(f"**Non-monotonic:** {m} goes {steps} as 0, {fracs} of the heads are blocked; blocking more "
+                       "heads does not always lower following, so the heads' effects do not add up along the ranking.")
+    for _, a in amp[(amp["alpha"] <= 0) & (amp["n_failed"] > 0)].iterrows():
+        if a["repaired"] >= 0.1:
+            out.append(f"**Artefact, not a repair:** α = {a['alpha']:g} turns {a['repaired']:.0%} of failures into the "
+                       f"instructed answer while breaking {a['broken']:.0%} of successes; removing or flipping the heads is "
+                       "not amplification and does not count towards the verdict.")
+    return out

@@ -58,16 +58,26 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
             p += 3
         return p + controls
     if chapter == "02_deep_arbitration":
-        return 2 + 2 + controls  # lens at the last position and the anchor; probe fit + test states
+        # lens at the last position and at every instruction token; target probe fit + test;
+        # decision probe fit states
+        return 2 + 2 + 1 + controls
     if chapter == "03_mlp_inertia":
-        return 1 + 3 + controls + 2  # trace; mean-ablation fit, ablated run, controls
+        # the failure pool adds 4x as many held-out-paraphrase conflicts (each with its two
+        # filter controls), traced, mean-ablation fit, clean and ablated runs
+        return (1 + 4) * (1 + controls + 2) + 1
     if chapter in ("04_sparse_heads", "05_causal_interventions"):
-        scoring = 3 + 1 + ((1 + total_heads) if params.get("exhaustive", True) else 0)
+        from .head_scores import BACKWARD_COST, fast_passes
+
+        # per sample: its conflict and its matched control are each scored by the fast scorer,
+        # plain attribution and the direct score, and by exhaustive ablation when asked
+        one = fast_passes(total_heads, params.get("top_fraction", 0.05)) + (1 + BACKWARD_COST) + 1
+        scoring = 2 * (one + ((1 + total_heads) if params.get("exhaustive", True) else 0))
         if chapter == "04_sparse_heads":
             return scoring + controls
         fractions, n_random, alphas = 4, params.get("n_random", 20), 7
         blocking = (1 + fractions * (1 + n_random)) * 2  # conflicts and their controls
-        return scoring + 3 + blocking + alphas + controls
+        # amplification runs over the failure pool (the conflicts plus 4x held-out paraphrases)
+        return scoring + blocking + (1 + 4) * (alphas + 1 + controls) + controls
     raise ValueError(f"unknown chapter {chapter!r}")
 
 

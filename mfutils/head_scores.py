@@ -45,42 +45,94 @@ class HeadsSpec(RunSpec):
     exhaustive: bool = True
 
 
-def ablation_scores(adapter, metric: Metric) -> torch.Tensor:
-    """``(L, H)`` mean over samples of ``metric(clean) - metric(head zeroed)``."""
+def ablation_per_sample(adapter, metric: Metric, heads: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """``(B, L, H)`` per-sample ``metric(clean) - metric(head zeroed)`` for ``heads`` (all heads
+    when None); NaN for heads not ablated. One forward pass per listed head, plus the clean one."""
     with torch.no_grad():
-        clean = metric()
-        out = torch.zeros(adapter.n_layers, adapter.n_heads)
-        for layer in range(adapter.n_layers):
-            for head in range(adapter.n_heads):
-                with scale_heads(adapter, [(layer, head)], 0.0):
-                    out[layer, head] = (clean - metric()).float().mean().cpu()
+        clean = metric().float().cpu()
+        out = torch.full((clean.shape[0], adapter.n_layers, adapter.n_heads), float("nan"))
+        todo = heads if heads is not None else [(l, h) for l in range(adapter.n_layers) for h in range(adapter.n_heads)]
+        for layer, head in todo:
+            with scale_heads(adapter, [(layer, head)], 0.0):
+                out[:, layer, head] = clean - metric().float().cpu()
     return out
 
 
-def attribution_scores(adapter, metric: Metric) -> torch.Tensor:
-    """``(L, H)`` first-order estimate of :func:`ablation_scores` from one forward+backward."""
-    acts: dict[int, torch.Tensor] = {}
+def ablation_scores(adapter, metric: Metric) -> torch.Tensor:
+    """``(L, H)`` mean over samples of ``metric(clean) - metric(head zeroed)``."""
+    return ablation_per_sample(adapter, metric).mean(0)
+
+
+def _alpha_gradient(adapter, metric: Metric, alpha: torch.Tensor) -> torch.Tensor:
+    """``(L, H)`` mean over samples of ``d metric / d alpha`` with every head's output scaled by
+    ``alpha[layer, head]`` (a pre-hook on each ``o_proj``; one forward and one backward)."""
+    H, D = adapter.n_heads, adapter.head_dim
+    a = alpha.clone().requires_grad_(True)
 
     def make_hook(layer):
         def hook(module, args):
             x = args[0]
-            if x.requires_grad:
-                x.retain_grad()
-            acts[layer] = x
+            y = (x.view(*x.shape[:-1], H, D) * a[layer][:, None].to(x.dtype)).view_as(x)
+            return (y,) + tuple(args[1:])
         return hook
 
-    H, D = adapter.n_heads, adapter.head_dim
     with torch.enable_grad(), hooks_removed_on_exit() as handles:
         for layer in range(adapter.n_layers):
             _track(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(layer)))
         m = metric()
-        m.sum().backward()
-    out = torch.zeros(adapter.n_layers, H)
-    B = m.shape[0]
-    for layer, x in acts.items():
-        gx = (x.grad * x).detach().float()  # (B, T, H*D)
-        out[layer] = gx.view(*gx.shape[:-1], H, D).sum((1, 3)).sum(0).cpu() / B
-    return out
+        m.float().mean().backward()
+    return a.grad.detach().float().cpu()
+
+
+def attribution_scores(adapter, metric: Metric) -> torch.Tensor:
+    """``(L, H)`` first-order estimate of :func:`ablation_scores` from one forward+backward:
+    ``d metric / d alpha`` at ``alpha = 1``, which is ``sum_{pos, d} act * d metric / d act``
+    over the head's slice of the ``o_proj`` input. Exact when ``metric`` is linear in the heads."""
+    return _alpha_gradient(adapter, metric, torch.ones(adapter.n_layers, adapter.n_heads))
+
+
+def ig_scores(adapter, metric: Metric, steps: int = 2) -> torch.Tensor:
+    """``(L, H)`` integrated gradients of ``metric`` along the path that scales every head from
+    0 to 1 together (EAP-IG): the mean of ``d metric / d alpha`` at the ``steps`` midpoints
+    ``alpha = (i + 1/2) / steps``. Where the metric is not linear in a head (large early heads),
+    this follows the curve that a single gradient at ``alpha = 1`` misses; where heads do not
+    interact it equals the exact ablation effect for any metric quadratic in them.
+    ``steps`` forward and backward passes."""
+    ones = torch.ones(adapter.n_layers, adapter.n_heads)
+    return torch.stack([_alpha_gradient(adapter, metric, ones * (i + 0.5) / steps) for i in range(steps)]).mean(0)
+
+
+#: integrated-gradient steps of the fast scorer, and how many times the top-k it shortlists
+IG_STEPS = 2
+SHORTLIST_FACTOR = 2
+#: forward-equivalent cost of one backward pass (about twice a forward's arithmetic)
+BACKWARD_COST = 2
+
+
+def n_top(n_heads_total: int, fraction: float) -> int:
+    return max(1, int(np.ceil(fraction * n_heads_total)))
+
+
+def fast_scores(adapter, metric: Metric, fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """The fast scorer: integrated gradients for every head (:func:`ig_scores`), then exact
+    ablation of its shortlist (the ``SHORTLIST_FACTOR x k`` heads of largest ``|IG|``, ``k`` the
+    top-``fraction`` count), whose IG values the ablation replaces.
+
+    Returns ``(scores (L, H), per-sample ablation (B, L, H) of the shortlist, shortlist)``."""
+    ig = ig_scores(adapter, metric, IG_STEPS)
+    k = min(ig.numel(), SHORTLIST_FACTOR * n_top(ig.numel(), fraction))
+    shortlist = top_heads(ig.abs().numpy(), k / ig.numel())[:k]
+    exact = ablation_per_sample(adapter, metric, shortlist)
+    scores = ig.clone()
+    for layer, head in shortlist:
+        scores[layer, head] = exact[:, layer, head].mean()
+    return scores, exact, shortlist
+
+
+def fast_passes(n_heads_total: int, fraction: float) -> float:
+    """Forward-equivalent passes per sample of :func:`fast_scores`."""
+    k = min(n_heads_total, SHORTLIST_FACTOR * n_top(n_heads_total, fraction))
+    return IG_STEPS * (1 + BACKWARD_COST) + 1 + k
 
 
 def model_metric(bundle, batch, answers) -> Metric:
@@ -114,39 +166,48 @@ def direct_scores(bundle, batch, answers) -> torch.Tensor:
     return out
 
 
-def score_all(bundle, items, batch_size: int, exhaustive: bool = True) -> dict[str, np.ndarray]:
-    """The three scores over ``items`` (batch means weighted by batch size), plus pass counts.
+def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction: float = 0.05,
+              answers_of=None) -> dict:
+    """Every head's scores over ``items`` (batch means weighted by batch size), plus pass counts.
 
-    Each score is an ``(n_layers, n_heads)`` array. With ``exhaustive=False`` the ablation
-    score is skipped (all NaN, 0 passes): the setting for models too large to ablate head by head.
+    Returns ``(n_layers, n_heads)`` arrays ``ablation`` (exhaustive; NaN without it),
+    ``ablation_se`` (standard error over samples), ``fast`` (:func:`fast_scores`),
+    ``attribution`` and ``direct``, and ``passes_per_sample`` in forward-equivalents (a
+    backward pass counts :data:`BACKWARD_COST`). ``answers_of(item)`` gives the answer pair
+    to score (default :func:`mfutils.metrics.answer_tokens`; single-modality controls pass
+    their parent conflict's pair).
     """
     ad = bundle.adapter
-    acc = {k: torch.zeros(ad.n_layers, ad.n_heads) for k in ("ablation", "attribution", "direct")}
-    n = 0
-    passes = {"ablation": 0, "attribution": 0, "direct": 0}
+    answers_of = answers_of or (lambda it: answer_tokens(bundle.tokenizer, it))
+    acc = {k: torch.zeros(ad.n_layers, ad.n_heads) for k in ("fast", "attribution", "direct")}
+    per_sample, n = [], 0
+    fast_exact = []
     for chunk in batches(items, batch_size):
         batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
-        answers = [answer_tokens(bundle.tokenizer, it) for it in chunk]
+        answers = [answers_of(it) for it in chunk]
         metric = model_metric(bundle, batch, answers)
         w = len(chunk)
         if exhaustive:
-            acc["ablation"] += ablation_scores(ad, metric) * w
-            passes["ablation"] += (1 + ad.n_layers * ad.n_heads) * w
+            per_sample.append(ablation_per_sample(ad, metric))
+        f, exact, _ = fast_scores(ad, metric, fraction)
+        fast_exact.append(exact)
+        acc["fast"] += f * w
         acc["attribution"] += attribution_scores(ad, metric) * w
         acc["direct"] += direct_scores(bundle, batch, answers) * w
-        passes["attribution"] += 2 * w  # one forward, one backward
-        passes["direct"] += w
         n += w
     out = {k: (v / n).numpy() for k, v in acc.items()}
-    if not exhaustive:
-        out["ablation"] = np.full_like(out["ablation"], np.nan)
-    out["passes_per_sample"] = {k: v / n for k, v in passes.items()}
+    samples = torch.cat(per_sample) if exhaustive else torch.cat(fast_exact)
+    out["ablation"] = samples.mean(0).numpy() if exhaustive else np.full((ad.n_layers, ad.n_heads), np.nan)
+    out["ablation_se"] = (samples.std(0) / np.sqrt(samples.shape[0])).numpy()
+    total = ad.n_layers * ad.n_heads
+    out["passes_per_sample"] = {"ablation": (1 + total) if exhaustive else 0, "fast": fast_passes(total, fraction),
+                                "attribution": 1 + BACKWARD_COST, "direct": 1}
     return out
 
 
 def reference_score(spec) -> str:
-    """The score the chapters rank heads by: exhaustive ablation, or attribution without it."""
-    return "ablation" if spec.exhaustive else "attribution"
+    """The score the chapters rank heads by: exhaustive ablation, or the fast scorer without it."""
+    return "ablation" if spec.exhaustive else "fast"
 
 
 def top_heads(scores: np.ndarray, fraction: float) -> list[tuple[int, int]]:
@@ -178,23 +239,122 @@ def share_in_top(curve: pd.DataFrame, fraction: float) -> float:
     return float(inside.max()) if len(inside) else 0.0
 
 
-def verdicts(share_top: dict[str, float], fast_vs_exhaustive: dict, fraction: float = 0.05) -> pd.DataFrame:
-    """Sparsity and fast-scorer agreement against the paper.
+def control_answers(tokenizer, control_items, conflicts) -> Callable:
+    """``answers_of`` for single-modality controls: each control is scored on the answer pair
+    of the conflict it was derived from (its own answer against the other modality's), so
+    that a head's control effect is in the same units as its following effect."""
+    parent = {it.uid: it for it in conflicts}
+    return lambda c: answer_tokens(tokenizer, parent[c.uid.rsplit("/", 1)[0]])
 
-    ``share_top`` maps instruction target -> share of the positive ablation effect in the top
-    ``fraction`` of heads; ``fast_vs_exhaustive`` is :func:`agreement` of attribution vs ablation.
-    Sparse means the top 5% carry at least 30% of the effect (six times their share of heads).
-    """
-    shares = list(share_top.values())
-    rho = fast_vs_exhaustive["spearman"]
-    return pd.DataFrame([
-        {"claim": f"A few heads (~{fraction:.0%}) carry arbitration", "paper": "≈ 39 of 784 heads (5%)",
-         "ours": ", ".join(f"{t}: top {fraction:.0%} carry {v:.0%} of the positive effect" for t, v in share_top.items()),
-         "control": f"uniform heads would carry {fraction:.0%}",
-         "verdict": "reproduced" if min(shares) >= 0.3 else ("partly" if max(shares) >= 0.3 else "not reproduced")},
-        {"claim": "A fast scorer finds the same heads (our addition)", "paper": "—",
-         "ours": f"attribution vs ablation: Spearman {rho:.2f}, top-{fraction:.0%} overlap {fast_vs_exhaustive['top_overlap']:.0%}",
-         "control": "exhaustive single-head ablation",
-         "verdict": "not measured" if np.isnan(rho) else
-                    ("reproduced" if rho >= 0.9 else ("partly" if rho >= 0.5 else "not reproduced"))},
-    ])
+
+def matched_controls(conflicts) -> list:
+    """Each conflict's single-modality control in its own direction (image-only for follow-image)."""
+    from .evaluation import derive_controls
+
+    return [c for it in conflicts for c in derive_controls(it) if c.kind == f"{it.target}_only"]
+
+
+def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction: float) -> dict[str, dict]:
+    """:func:`score_all` per direction, on the conflicts and on their matched controls.
+
+    Returns ``{target: {"follow": scores, "control": scores}}``."""
+    out = {}
+    for t in ("image", "text"):
+        conflicts = [it for it in items if it.target == t]
+        controls = matched_controls(conflicts)
+        out[t] = {"follow": score_all(bundle, conflicts, batch_size, exhaustive, fraction),
+                  "control": score_all(bundle, controls, batch_size, exhaustive, fraction,
+                                       answers_of=control_answers(bundle.tokenizer, controls, conflicts))}
+    return out
+
+
+def specificity(follow: dict, control: dict, score: str = "ablation") -> tuple[np.ndarray, np.ndarray]:
+    """``(L, H)`` specificity ``follow drop - control drop`` and whether it exceeds twice its
+    noise (standard errors of the two independent samples, combined) with a positive following
+    drop: the *arbitration heads* of one direction (rule 04-specific)."""
+    diff = follow[score] - control[score]
+    se = np.sqrt(np.nan_to_num(follow["ablation_se"]) ** 2 + np.nan_to_num(control["ablation_se"]) ** 2)
+    return diff, (diff > 2 * se) & (follow[score] > 0)
+
+
+def arbitration_ranking(by_dir: dict[str, dict], score: str) -> np.ndarray:
+    """``(L, H)`` the score chapter 05 ranks heads by: a head's specificity in the direction
+    where it is largest (so a head that serves one modality is not cancelled by the other);
+    heads that are arbitration heads in neither direction rank below every one that is."""
+    diffs, flags = zip(*(specificity(d["follow"], d["control"], score) for d in by_dir.values()))
+    best = np.max(np.stack(diffs), 0)
+    is_arb = np.any(np.stack(flags), 0)
+    return np.where(is_arb, best, np.minimum(best, 0) - (np.abs(best).max() + 1))
+
+
+def arbitration_heads(by_dir: dict[str, dict], score: str, fraction: float) -> list[tuple[int, int]]:
+    """The top-``fraction`` heads of :func:`arbitration_ranking` that are arbitration heads
+    (fewer than the fraction when fewer qualify)."""
+    ranking = arbitration_ranking(by_dir, score)
+    flags = np.any(np.stack([specificity(d["follow"], d["control"], score)[1] for d in by_dir.values()]), 0)
+    return [lh for lh in top_heads(ranking, fraction) if flags[lh]]
+
+
+def agreement_above_noise(fast: np.ndarray, exact: np.ndarray, se: np.ndarray, fraction: float) -> dict:
+    """The fast scorer against exhaustive ablation over the heads whose ablation effect exceeds
+    twice its standard error: Pearson, Spearman, and the overlap of the top-``fraction`` sets
+    (over all heads)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    keep = np.abs(exact) > 2 * se
+    ta, tb = set(top_heads(exact, fraction)), set(top_heads(fast, fraction))
+    enough = keep.sum() >= 3
+    return {"heads above noise": int(keep.sum()),
+            "pearson": float(pearsonr(fast[keep], exact[keep]).statistic) if enough else float("nan"),
+            "spearman": float(spearmanr(fast[keep], exact[keep]).statistic) if enough else float("nan"),
+            "top_overlap": len(ta & tb) / len(ta), "k": len(ta)}
+
+
+def verdicts(by_dir: dict[str, dict], agree: dict[str, dict], n_layers: int, fraction: float = 0.05,
+             score: str = "ablation") -> pd.DataFrame:
+    """Rules 04-sparse, 04-specific, 04-depth and 04-fast of :data:`mfutils.rules.RULES`.
+
+    ``by_dir``: :func:`score_directions`; ``agree[target]``: :func:`agreement_above_noise` of
+    the fast scorer (empty without exhaustive ablation); ``score``: the reference score."""
+    from . import rules
+
+    rows = []
+    r = rules.rule("04-sparse")
+    shares = {t: share_in_top(sparsity_curve(d["follow"][score]), fraction) for t, d in by_dir.items()}
+    rows.append(rules.verdict_row(r, ", ".join(f"{t}: top {fraction:.0%} carry {v:.0%} of the positive effect"
+                                               for t, v in shares.items()),
+                                  rules.combine(["reproduced" if v >= r.threshold else "not reproduced" for v in shares.values()])))
+
+    r = rules.rule("04-specific")
+    parts, vs = [], []
+    for t, d in by_dir.items():
+        top = top_heads(d["follow"][score], fraction)
+        flags = specificity(d["follow"], d["control"], score)[1]
+        share = float(np.mean([flags[lh] for lh in top]))
+        parts.append(f"{t}: {share:.0%} of the top {len(top)} heads")
+        vs.append("reproduced" if share >= r.threshold else "not reproduced")
+    rows.append(rules.verdict_row(r, ", ".join(parts), rules.combine(vs)))
+
+    r = rules.rule("04-depth")
+    heads = arbitration_heads(by_dir, score, fraction)
+    if heads:
+        depths = rules.depth(np.array([l for l, _ in heads]), n_layers)
+        med = float(np.median(depths))
+        inside = r.band[0] <= med <= r.band[1]
+        rows.append(rules.verdict_row(r, f"{len(heads)} heads in layers {sorted({l for l, _ in heads})} of 0–{n_layers - 1}; "
+                                         f"median depth {med:.2f}", "reproduced" if inside else "not reproduced"))
+    else:
+        rows.append(rules.verdict_row(r, "no head passes the specificity rule", "not measurable"))
+
+    r = rules.rule("04-fast")
+    if agree:
+        d0 = next(iter(by_dir.values()))["follow"]["passes_per_sample"]
+        ratio = d0["ablation"] / d0["fast"]
+        ok = all(a["spearman"] >= r.threshold and a["top_overlap"] >= 0.8 for a in agree.values()) and ratio >= 10
+        rows.append(rules.verdict_row(r, "; ".join(f"{t}: Spearman {a['spearman']:.2f}, Pearson {a['pearson']:.2f} over "
+                                                   f"{a['heads above noise']} heads, top-{fraction:.0%} overlap {a['top_overlap']:.0%}"
+                                                   for t, a in agree.items()) + f"; {ratio:.1f}× fewer passes",
+                                      "met" if ok else "not met"))
+    else:
+        rows.append(rules.verdict_row(r, "no exhaustive ablation to compare with", "not measured"))
+    return pd.DataFrame(rows)

@@ -1,8 +1,10 @@
 """Chapter 03: do MLP layers push against the instructed answer? (Attention vs MLP logit changes.)
 
 Correlational part: :func:`mfutils.lens.per_layer` contributions split by followed / failed
-samples and direction. Causal part: mean-ablate the MLPs of the deep layers and measure the
-change in the MF ratio.
+samples and direction, on a pool of the model's own failures
+(:func:`mfutils.evaluation.failure_pool`). Causal part: mean-ablate the MLPs of the rule's
+late band and measure failures repaired, successes broken and the paired change in the MF
+ratio; the causal result enters the failure claims' verdicts (:mod:`mfutils.rules`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .encoding import batches, encode
 from .evaluation import run_readouts
 from .interventions import capture, mean_ablate_mlps
 from .lens import per_layer, summarize_layers
+from . import rules
 from .params import RunSpec
 
 
@@ -67,36 +70,67 @@ def ablate_deep_mlps(bundle, items, fit_items, layers, batch_size: int) -> pd.Da
     return run_readouts(bundle, items, batch_size, intervention=lambda batch: mean_ablate_mlps(bundle.adapter, means))
 
 
-def verdicts(contrib: pd.DataFrame, ablation: pd.DataFrame, n_layers: int, min_failures: int = 10) -> pd.DataFrame:
-    """The chapter's three claims against our measurements."""
-    L = n_layers
-    deep = lambda d: d[d["layer"] >= L // 2]  # noqa: E731
+def ablation_effect(base: pd.DataFrame, ablated: pd.DataFrame) -> pd.DataFrame:
+    """Per direction: failures repaired and successes broken by an ablation, and the paired
+    change of the MF ratio. ``base``/``ablated``: :func:`mfutils.evaluation.run_readouts` rows
+    of the same items."""
+    b = base.set_index("uid")["decision"]
+    a = ablated.set_index("uid")["decision"].reindex(b.index)
     rows = []
-    avg = deep(contrib[(contrib["outcome"] == "all") & (contrib["sublayer"] == "mlp")])
-    f = avg[avg["quantity"] == "follow"]["value"].sum()
-    c = avg[avg["quantity"] == "comp"]["value"].sum()
-    alike = abs(f - c) < 0.25 * max(abs(f), abs(c), 1e-9)
-    rows.append({"claim": "On average MLPs lift both candidates alike (deep half, summed)",
-                 "paper": "+10.0 vs +9.9 at layer 27/28", "ours": f"following {f:+.2f} vs competitor {c:+.2f}",
-                 "verdict": "reproduced" if alike else "not reproduced"})
-    for target, paper in (("text", "−0.54 at layer 26/28"), ("image", "−1.00 at layer 25/28")):
-        fail = deep(contrib[(contrib["outcome"] == "failed") & (contrib["target"] == target) & (contrib["quantity"] == "margin")])
-        mlp = fail[fail["sublayer"] == "mlp"]
-        attn = fail[fail["sublayer"] == "attn"]
-        n = int(mlp["n"].iloc[0]) if len(mlp) else 0
-        if n < min_failures:
-            rows.append({"claim": f"On failures ({target} following) MLPs push against the instruction",
-                         "paper": paper, "ours": f"only {n} failures", "verdict": "not measurable"})
+    for target, idx in base.groupby("target")["uid"]:
+        bb, aa = b[idx.to_numpy()], a[idx.to_numpy()]
+        failed, ok = bb != 1, bb == 1
+        rows.append({"target": target, "n": len(bb), "MF clean": float(ok.mean()), "MF ablated": float((aa == 1).mean()),
+                     "failures": int(failed.sum()),
+                     "repaired": float((aa[failed] == 1).mean()) if failed.any() else float("nan"),
+                     "broken": float((aa[ok] != 1).mean()) if ok.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def verdicts(meta: pd.DataFrame, tr, base: pd.DataFrame, ablated: pd.DataFrame, controls: pd.DataFrame,
+             n_layers: int, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Rules 03-alike, 03-fail-text, 03-fail-image and 03-ablate of :data:`mfutils.rules.RULES`.
+
+    ``meta``/``tr``: :func:`mfutils.lens.trace` of the failure pool; ``base``/``ablated``: its
+    readouts clean and with the rule band's MLPs mean-ablated; ``controls``: rows
+    ``(measure, clean, ablated)`` for the single-modality controls."""
+    L = n_layers
+    parts = per_layer(tr)
+    rows = []
+
+    r = rules.rule("03-alike")
+    layers = rules.band_layers(r.band, L)
+    f, c = parts["follow_mlp"][:, layers].sum(1).mean(), parts["comp_mlp"][:, layers].sum(1).mean()
+    alike = abs(f - c) <= r.threshold * max(abs(f), abs(c), 1e-9)
+    rows.append(rules.verdict_row(r, f"following {f:+.2f} vs competitor {c:+.2f} (layers {layers[0]}–{layers[-1]}, summed)",
+                                  "reproduced" if alike else "not reproduced"))
+
+    effect = ablation_effect(base, ablated).set_index("target")
+    for target in ("text", "image"):
+        r = rules.rule(f"03-fail-{target}")
+        layers = rules.band_layers(r.band, L)
+        sel = ((meta["target"] == target) & (meta["decision"] == -1)).to_numpy()
+        n = int(sel.sum())
+        if n < rules.MIN_FAILURES:
+            rows.append(rules.verdict_row(r, f"only {n} failures among {int((meta['target'] == target).sum())} conflicts "
+                                             f"(the rule needs {rules.MIN_FAILURES})", "not measurable"))
             continue
-        worst = mlp.loc[mlp["value"].idxmin()]
-        ok = worst["ci_high"] < 0 and abs(attn["value"]).max() < abs(worst["value"])
-        rows.append({"claim": f"On failures ({target} following) MLPs push against the instruction, attention ≈ 0",
-                     "paper": paper,
-                     "ours": f"MLP {worst['value']:+.2f} [{worst['ci_low']:+.2f}, {worst['ci_high']:+.2f}] at layer {int(worst['layer'])}/{L}; n={n}",
-                     "verdict": "reproduced" if ok else ("partly" if worst["value"] < 0 else "not reproduced")})
-    mf = ablation[ablation["measure"].str.startswith("MF")]
-    gain = float((mf["deep MLPs mean-ablated"] - mf["clean"]).mean())
-    rows.append({"claim": "Removing deep MLPs should raise following (causal check; our test, not the paper's)",
-                 "paper": "not reported", "ours": f"mean MF change {gain:+.3f}",
-                 "verdict": "reproduced" if gain > 0 else "not reproduced"})
+        mlp = rules.band_statistic(parts["margin_mlp"][sel][:, layers].sum(1), n_boot, seed)
+        attn = float(parts["margin_attn"][sel][:, layers].sum(1).mean())
+        e = effect.loc[target]
+        base_v = rules.directional(r, *mlp)
+        causal_ok = e["repaired"] > e["broken"]
+        verdict = ("reproduced" if base_v == "reproduced" and abs(attn) < abs(mlp[0]) and causal_ok
+                   else ("partly" if base_v != "not reproduced" else "not reproduced"))
+        rows.append(rules.verdict_row(
+            r, f"MLP {rules.fmt_ci(*mlp)}, attention {attn:+.2f} (layers {layers[0]}–{layers[-1]}, summed; n={n}); "
+               f"ablating those MLPs repairs {e['repaired']:.0%} of failures, breaks {e['broken']:.0%} of successes", verdict))
+
+    r = rules.rule("03-ablate")
+    b = base.set_index("uid")["decision"]
+    a = ablated.set_index("uid")["decision"].reindex(b.index)
+    change = rules.band_statistic(((a == 1).astype(float) - (b == 1).astype(float)).to_numpy(), n_boot, seed)
+    ctrl = ", ".join(f"{m.measure} {m.clean:.2f} → {m.ablated:.2f}" for m in controls.itertuples())
+    rows.append(rules.verdict_row(r, f"MF change {rules.fmt_ci(*change, digits=3)} over {len(b)} conflicts; controls: {ctrl}",
+                                  rules.directional(r, *change)))
     return pd.DataFrame(rows)

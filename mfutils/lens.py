@@ -72,17 +72,59 @@ def trace(bundle, items, batch_size: int, position: str = "last") -> tuple[pd.Da
         lens = torch.stack([ad.lens(s) for s in stages], dim=1)  # (B, 2L+1, V)
         f = _set_value(lens, [a.following for a in answers])
         c = _set_value(lens, [a.competitor for a in answers])
-        final = last_logits(out, batch.lengths)
-        top = final.argmax(-1).tolist()
-        for b, it in enumerate(chunk):
-            dec = 1 if top[b] in answers[b].following else (-1 if top[b] in answers[b].competitor else 0)
-            meta.append({"uid": it.uid, "target": it.target, "decision": dec,
-                         "competitor_is_prior": bool((it.meta or {}).get("prior") == it.competitor_answer),
-                         "model_margin": float(_set_value(final[b : b + 1], [answers[b].following])[0]
-                                               - _set_value(final[b : b + 1], [answers[b].competitor])[0])})
+        meta += _final_meta(chunk, answers, last_logits(out, batch.lengths))
         fol.append(f.numpy())
         com.append(c.numpy())
     return pd.DataFrame(meta), LensTrace(np.concatenate(fol), np.concatenate(com))
+
+
+def _margin(logits: torch.Tensor, answers) -> torch.Tensor:
+    return _set_value(logits, [a.following for a in answers]) - _set_value(logits, [a.competitor for a in answers])
+
+
+def _final_meta(chunk, answers, final: torch.Tensor) -> list[dict]:
+    """Per sample: uid, target, the model's decision (1 follow, -1 competitor, 0 neither) and
+    final margin, from last-position logits ``(B, V)``."""
+    top = final.argmax(-1).tolist()
+    rows = []
+    for b, it in enumerate(chunk):
+        dec = 1 if top[b] in answers[b].following else (-1 if top[b] in answers[b].competitor else 0)
+        rows.append({"uid": it.uid, "target": it.target, "decision": dec,
+                     "competitor_is_prior": bool((it.meta or {}).get("prior") == it.competitor_answer),
+                     "model_margin": float(_set_value(final[b : b + 1], [answers[b].following])[0]
+                                           - _set_value(final[b : b + 1], [answers[b].competitor])[0])})
+    return rows
+
+
+@torch.no_grad()
+def group_reads(bundle, items, batch_size: int, group: str = "instruction") -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The lens at *every* token of ``group`` and the group's mean residual, at each layer's output.
+
+    Returns ``(meta, margins, states)``: ``meta`` as :func:`trace`; ``margins`` ``(N, P, L)``
+    lens margins (follow - competitor) at the group's ``P`` tokens (NaN past a sample's own
+    length); ``states`` ``(N, L, d)`` the residual averaged over the group's tokens.
+    """
+    ad = bundle.adapter
+    meta, margins, states = [], [], []
+    for chunk in batches(items, batch_size):
+        batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
+        answers = [answer_tokens(bundle.tokenizer, it) for it in chunk]
+        spans = [sp[group] for sp in batch.spans]
+        P = max(len(s) for s in spans)
+        # pad each sample's positions by repeating its last one; the padding is masked below
+        pos = torch.tensor([s + [s[-1]] * (P - len(s)) for s in spans], device=bundle.device)
+        valid = torch.tensor([[k < len(s) for k in range(P)] for s in spans])
+        with capture(ad, pos, points=("resid_pre",)) as store:
+            out = bundle.model(**batch.inputs)
+        outs = [store["resid_pre"][l] for l in range(1, ad.n_layers)] + [store["resid_final"]]  # L x (B, P, d)
+        m = torch.stack([_margin(ad.lens(x), answers) for x in outs], -1)  # (B, P, L)
+        margins.append(m.masked_fill(~valid[..., None], float("nan")).numpy())
+        w = valid.to(outs[0].dtype).to(outs[0].device)[..., None]
+        states.append(torch.stack([(x * w).sum(1) / w.sum(1) for x in outs], 1).float().cpu().numpy())
+        meta += _final_meta(chunk, answers, last_logits(out, batch.lengths))
+    width = max(a.shape[1] for a in margins)
+    margins = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=np.nan) for a in margins]
+    return pd.DataFrame(meta), np.concatenate(margins), np.concatenate(states)
 
 
 def per_layer(tr: LensTrace) -> dict[str, np.ndarray]:
@@ -165,4 +207,33 @@ def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame
         w, b = fit_ridge_probe(xf[:, layer], yf)
         acc = float((((xt[:, layer] @ w + b) > 0) == yt).mean())
         rows.append({"layer": layer, "depth": (layer + 0.5) / xf.shape[1], "probe_accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def answered_image(meta: pd.DataFrame) -> np.ndarray:
+    """Whether each sample's final answer came from the image (its decision read as a modality)."""
+    followed = meta["decision"].to_numpy() == 1
+    return np.where(meta["target"].to_numpy() == "image", followed, ~followed)
+
+
+def decision_probe(fit_meta: pd.DataFrame, fit_states: np.ndarray, meta: pd.DataFrame, states: np.ndarray) -> pd.DataFrame:
+    """A probe-based decision read beside the lens: per layer, a ridge probe
+    (:func:`fit_ridge_probe`) on the instruction tokens' mean residual, fitted on a disjoint
+    split to tell which modality the model will answer from; its accuracy on this split,
+    overall and on followed / failed samples, beside an *instruction-only* reader that always
+    predicts the instructed modality (100% on followed, 0% on failed samples).
+    Samples answering neither candidate are left out of both splits."""
+    keep_f = fit_meta["decision"].to_numpy() != 0
+    keep = meta["decision"].to_numpy() != 0
+    yf, y = answered_image(fit_meta)[keep_f], answered_image(meta)[keep]
+    followed = meta["decision"].to_numpy()[keep] == 1
+    rows = []
+    for layer in range(states.shape[1]):
+        w, b = fit_ridge_probe(fit_states[keep_f, layer], yf)
+        right = ((states[keep, layer] @ w + b) > 0) == y
+        rows.append({"layer": layer, "depth": (layer + 0.5) / states.shape[1],
+                     "probe: all": float(right.mean()),
+                     "probe: followed": float(right[followed].mean()) if followed.any() else float("nan"),
+                     "probe: failed": float(right[~followed].mean()) if (~followed).any() else float("nan"),
+                     "instruction-only reader: all": float(followed.mean()), "n failed": int((~followed).sum())})
     return pd.DataFrame(rows)

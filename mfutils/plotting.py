@@ -59,9 +59,11 @@ def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
 
 
 def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
-                    ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = ""):
-    """Grid: one row per direction, one column per edge; ours (solid, 95% CI band) and the
-    paper's (dashed grey, Qwen2.5-VL-7B) on relative depth."""
+                    ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = "",
+                    band: tuple[float, float] | None = None):
+    """Grid: one row per direction, one column per edge; ours (solid, 95% CI band where the
+    curve has one) and the paper's (dashed grey, Qwen2.5-VL-7B) on relative depth. ``band``:
+    a relative-depth range to shade (a rule's pre-registered layer band)."""
     targets = ["image", "text"]
     fig, axes = plt.subplots(len(targets), len(edges), figsize=(WIDTH, 1.9 * len(targets) + 0.6), sharex=True,
                              squeeze=False)
@@ -70,9 +72,12 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
             ax = axes[i, j]
             c = curve[(curve["edge"] == edge) & (curve["target"] == target)].sort_values("depth")
             if not c.empty:
-                band = ("ci_low", "ci_high") if value == "i_nssd" else (None, None)
-                line_with_band(ax, c, "depth", value, *band, label="organism", color=PALETTE[target], marker="o",
+                lo, hi = ("ci_low", "ci_high") if value == "i_nssd" else (f"{value}_ci_low", f"{value}_ci_high")
+                ci = (lo, hi) if lo in c.columns else (None, None)
+                line_with_band(ax, c, "depth", value, *ci, label="organism", color=PALETTE[target], marker="o",
                                markersize=3)
+            if band is not None:
+                ax.axvspan(*band, color="0.85", alpha=0.5, linewidth=0)
             p = paper_series(paper, edge, target)
             if not p.empty:
                 ax.plot(p["depth"], p["value"], label="paper", **PAPER_STYLE)
@@ -87,6 +92,8 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
     handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label="organism, vision following"),
                Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label="organism, text following"),
                Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
+    if paper.empty:
+        handles = handles[:2]
     fig.supxlabel("relative depth (layer / number of layers)", fontsize=8)
     fig.supylabel(ylabel, fontsize=8)
     if title:

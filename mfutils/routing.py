@@ -6,7 +6,15 @@ positions to the source group's positions is blocked in a window of layers centr
 answer is measured. The clean run is computed once per batch and reused for every edge and
 layer.
 
-**Our I_NSSD.** The paper's formula is not public. We define, per sample,
+**Verdict measure.** Verdicts read the change in log-odds of the binary following
+probability, ``logit(p'_f) - logit(p_f)``, which equals the change in the follow - competitor
+logit difference. It does not saturate: on a confident model (median clean p_f 0.998 on the
+tiny organism) I_NSSD cannot exceed ``-log p_f`` (about 0.002), so a helpful cut could never
+be called an effect, while the log-odds change is unbounded both ways. The pre-registered
+rules are in :mod:`mfutils.rules`.
+
+**Our I_NSSD**, kept beside it for comparison with the paper's curves. The paper's formula is
+not public. We define, per sample,
 
     I_NSSD = log( p'_f / p_f ),   p_f = P(follow) / (P(follow) + P(competitor)),
 
@@ -29,6 +37,7 @@ import torch
 from .encoding import batches, encode
 from .interventions import knockout, knockout_mask
 from .metrics import answer_tokens, bootstrap_ci, last_logits, readout
+from . import rules
 from .params import RunSpec
 
 #: The paper's edges (Figure 2 and Figure 3a), as (source, target) token groups.
@@ -70,7 +79,9 @@ def _binary_follow(r) -> tuple[torch.Tensor, torch.Tensor]:
 def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: str = "paper") -> pd.DataFrame:
     """Per sample, edge and layer: binary and full p_follow before and after the knockout.
 
-    Returns long rows ``(uid, target, edge, layer, p_bin, p_bin_ko, p_full, p_full_ko, p_comp_full, p_comp_full_ko)``.
+    Returns long rows ``(uid, target, edge, layer, p_bin, p_bin_ko, p_full, p_full_ko, p_comp_full,
+    p_comp_full_ko, ld, ld_ko)``; ``ld`` is the follow - competitor logit difference (the
+    binary distribution's log-odds, kept unclipped so that the verdict measure never saturates).
     Forward passes: ``n_batches x (1 + len(edges) x n_layers)``.
     """
     ad = bundle.adapter
@@ -88,20 +99,22 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
                 for b, it in enumerate(chunk):
                     rows.append((it.uid, it.target, edge_name(source, target), layer,
                                  float(clean.binary[b]), float(ko.binary[b]), float(clean.p_follow[b]),
-                                 float(ko.p_follow[b]), float(clean.p_comp[b]), float(ko.p_comp[b])))
+                                 float(ko.p_follow[b]), float(clean.p_comp[b]), float(ko.p_comp[b]),
+                                 float(clean.logit_diff[b]), float(ko.logit_diff[b])))
     return pd.DataFrame(rows, columns=["uid", "target", "edge", "layer", "p_bin", "p_bin_ko", "p_full", "p_full_ko",
-                                       "p_comp_full", "p_comp_full_ko"])
+                                       "p_comp_full", "p_comp_full_ko", "ld", "ld_ko"])
 
 
 def effect_measures(df: pd.DataFrame) -> pd.DataFrame:
-    """Add per-sample effect columns: our I_NSSD and the alternative candidates."""
+    """Add per-sample effect columns: the verdict measure (``log_odds``, from the unclipped
+    logit differences), our I_NSSD and the other candidates."""
     eps = 1e-12
     p, q = df["p_bin"].clip(eps, 1 - eps), df["p_bin_ko"].clip(eps, 1 - eps)
     kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
     return df.assign(
         i_nssd=np.log(q / p),
         signed_kl=np.sign(q - p) * kl,
-        log_odds=np.log(q / (1 - q)) - np.log(p / (1 - p)),
+        log_odds=df["ld_ko"] - df["ld"],
         unconstrained=np.log(df["p_full_ko"].clip(eps) / df["p_full"].clip(eps)),
     )
 
@@ -109,15 +122,26 @@ def effect_measures(df: pd.DataFrame) -> pd.DataFrame:
 MEASURES = ("i_nssd", "signed_kl", "log_odds", "unconstrained")
 
 
+def i_nssd_cap(df: pd.DataFrame) -> pd.Series:
+    """Largest mean I_NSSD a knockout could reach on these samples, per direction:
+    ``mean(-log p_f)`` (a knockout that makes every sample certain to follow). The log-odds
+    change has no such cap."""
+    clean = df.drop_duplicates("uid")
+    return (-np.log(clean["p_bin"].clip(1e-12))).groupby(clean["target"]).mean()
+
+
 def curves(df: pd.DataFrame, n_layers: int, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
-    """Mean effect per (target, edge, layer) with a 95% bootstrap CI for I_NSSD."""
+    """Mean effect per (target, edge, layer), with 95% bootstrap CIs for the verdict measure
+    (``log_odds_ci_low/high``) and for I_NSSD (``ci_low/high``)."""
     df = effect_measures(df)
     out = []
     for (target, edge, layer), g in df.groupby(["target", "edge", "layer"], sort=True):
         est, lo, hi = bootstrap_ci(g["i_nssd"], n_boot=n_boot, seed=seed)
-        row = {"target": target, "edge": edge, "layer": layer, "depth": (layer + 0.5) / n_layers, "n": len(g),
-               "i_nssd": est, "ci_low": lo, "ci_high": hi}
-        row.update({m: float(g[m].mean()) for m in MEASURES if m != "i_nssd"})
+        lo_est, lo_lo, lo_hi = bootstrap_ci(g["log_odds"], n_boot=n_boot, seed=seed)
+        row = {"target": target, "edge": edge, "layer": layer, "depth": float(rules.depth(layer, n_layers)),
+               "n": len(g), "i_nssd": est, "ci_low": lo, "ci_high": hi,
+               "log_odds": lo_est, "log_odds_ci_low": lo_lo, "log_odds_ci_high": lo_hi}
+        row.update({m: float(g[m].mean()) for m in MEASURES if m not in row})
         out.append(row)
     return pd.DataFrame(out)
 
@@ -134,16 +158,17 @@ def measure_agreement(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def subsample_stability(df: pd.DataFrame, fractions=(0.2, 0.4, 0.6, 0.8, 1.0), seed: int = 0) -> pd.DataFrame:
-    """Curves recomputed on random subsets of samples (no new forward passes): Pearson r with
-    the full curve and the peak (most negative) layer, per edge and direction."""
+    """Curves of the verdict measure (log-odds change) recomputed on random subsets of samples
+    (no new forward passes): Pearson r with the full curve and the most negative layer, per
+    edge and direction."""
     df = effect_measures(df)
-    full = df.groupby(["target", "edge", "layer"])["i_nssd"].mean()
+    full = df.groupby(["target", "edge", "layer"])["log_odds"].mean()
     uids = np.array(sorted(df["uid"].unique()))
     rng = np.random.default_rng(seed)
     rows = []
     for frac in fractions:
         keep = set(rng.choice(uids, size=max(2, int(round(frac * len(uids)))), replace=False))
-        sub = df[df["uid"].isin(keep)].groupby(["target", "edge", "layer"])["i_nssd"].mean()
+        sub = df[df["uid"].isin(keep)].groupby(["target", "edge", "layer"])["log_odds"].mean()
         for (target, edge), s in sub.groupby(level=[0, 1]):
             f = full.loc[(target, edge)]
             s = s.droplevel([0, 1])
@@ -157,8 +182,9 @@ def saliency(bundle, items, pairs: list[tuple[str, str]], batch_size: int) -> pd
     """|attention x gradient| flow per layer between token groups (Label Words are Anchors).
 
     The differentiated quantity is the following-minus-competitor logit difference at the
-    last position; flows are summed over (target, source) position pairs and heads, inside the
-    attention hook. Returns rows ``(uid, target, pair, layer, flow)``.
+    last position; per layer, ``|sum_h A * dm/dA|`` is *averaged* over the edge's (target,
+    source) position pairs inside the attention hook, as *Label Words are Anchors* does, so a
+    group's flow does not grow with its size. Returns rows ``(uid, target, pair, layer, flow)``.
     """
     from .interventions import saliency_flow
 
@@ -187,60 +213,62 @@ def saliency(bundle, items, pairs: list[tuple[str, str]], batch_size: int) -> pd
     return pd.DataFrame(rows, columns=["uid", "target", "pair", "layer", "flow"])
 
 
-#: smallest |I_NSSD| we call an effect: a 5% change of the binary following probability
-MEANINGFUL = 0.05
+#: each chapter-01 rule's knockout edge and the directions it is judged on
+RULE_EDGES = {
+    "01-vt-image": ("Vision -/-> Text", ("image",)),
+    "01-vt-text": ("Vision -/-> Text", ("text",)),
+    "01-vl": ("Vision -/-> Last", ("image", "text")),
+    "01-tl": ("Text -/-> Last", ("image", "text")),
+    "01-ti": ("TextCtx -/-> Instruction", ("text",)),
+    "01-vi": ("Vision -/-> Instruction", ("image",)),
+    "01-tc": ("TextCtx -/-> Constraint", ("text",)),
+    "01-vc": ("Vision -/-> Constraint", ("image",)),
+}
 
 
-def verdicts(curve: pd.DataFrame, n_layers: int) -> pd.DataFrame:
-    """The chapter's claims, each with our number (and 95% CI) and a verdict.
+def verdicts(sweep: pd.DataFrame, curve: pd.DataFrame, n_layers: int, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Every chapter-01 rule of :data:`mfutils.rules.RULES`, judged on the log-odds change.
 
-    *reproduced*: the 95% CI excludes zero in the paper's direction, the effect is at least
-    :data:`MEANINGFUL`, and (for routes) it beats the bypass route; *partly*: the CI excludes
-    zero in the paper's direction but the effect is smaller or does not beat the bypass;
-    otherwise *not reproduced*.
+    Signed and route claims use the bootstrap CI of the per-sample band mean (never a peak
+    layer); route claims are weighed against their bypass on the same samples; null claims
+    need every layer of their band inside the threshold.
     """
-    def point(edge, target, how="min"):
-        c = curve[(curve["edge"] == edge) & (curve["target"] == target)]
-        if c.empty:
-            return None
-        row = c.loc[c["i_nssd"].idxmin() if how == "min" else c["i_nssd"].idxmax()]
-        return row
-
+    eff = effect_measures(sweep)
     rows = []
-
-    def add(claim, paper, row, ok, partly, control):
-        if row is None:
-            rows.append({"claim": claim, "paper": paper, "ours": "n/a", "control": control, "verdict": "not measured"})
-            return
-        ours = (f"{row['i_nssd']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] at layer {int(row['layer'])} "
-                f"(of 0–{n_layers - 1})")
-        rows.append({"claim": claim, "paper": paper, "ours": ours, "control": control,
-                     "verdict": "reproduced" if ok else ("partly" if partly else "not reproduced")})
-
-    vt_v = point("Vision -/-> Text", "image", "min")
-    vt_t = point("Vision -/-> Text", "text", "max")
-    add("Cutting Vision→Text hurts vision following", "−1.36 at layer 14/28", vt_v,
-        vt_v is not None and vt_v["ci_high"] < 0 and vt_v["i_nssd"] <= -MEANINGFUL,
-        vt_v is not None and vt_v["ci_high"] < 0, "Vision→Last")
-    add("… and helps text following (non-selective transfer)", "+0.39 at layer 14/28", vt_t,
-        vt_t is not None and vt_t["ci_low"] > 0 and vt_t["i_nssd"] >= MEANINGFUL,
-        vt_t is not None and vt_t["ci_low"] > 0, "—")
-    ti = point("TextCtx -/-> Instruction", "text")
-    tl = point("TextCtx -/-> Last", "text")
-    add("Text context is routed through the instruction", "−0.81 at layer 15/28", ti,
-        ti is not None and ti["ci_high"] < 0 and ti["i_nssd"] <= -MEANINGFUL and (tl is None or ti["i_nssd"] < tl["i_nssd"]),
-        ti is not None and ti["ci_high"] < 0, "TextCtx→Last (bypass)")
-    vi = point("Vision -/-> Instruction", "image")
-    vl = point("Vision -/-> Last", "image")
-    add("Vision is routed through the instruction", "−0.58 at layer 14/28", vi,
-        vi is not None and vi["ci_high"] < 0 and vi["i_nssd"] <= -MEANINGFUL and (vl is None or vi["i_nssd"] < vl["i_nssd"]),
-        vi is not None and vi["ci_high"] < 0, "Vision→Last (bypass)")
-    for target, edge in (("text", "TextCtx -/-> Constraint"), ("image", "Vision -/-> Constraint")):
-        c = curve[(curve["edge"] == edge) & (curve["target"] == target)]
-        if not c.empty:
-            worst = c.loc[c["i_nssd"].abs().idxmax()]
-            ok = bool(abs(worst["i_nssd"]) < MEANINGFUL)
-            rows.append({"claim": f"Control: cutting {edge.split(' ')[0]} into the constraint does nothing",
-                         "paper": "|I_NSSD| < 0.01", "ours": f"max |I_NSSD| {abs(worst['i_nssd']):.3f}",
-                         "control": "—", "verdict": "reproduced" if ok else "not reproduced"})
+    for rule_id, (edge, targets) in RULE_EDGES.items():
+        r = rules.rule(rule_id)
+        layers = rules.band_layers(r.band, n_layers)
+        where = f"layers {layers[0]}–{layers[-1]} of 0–{n_layers - 1}" if len(layers) > 1 else f"layer {layers[0]} of 0–{n_layers - 1}"
+        e = eff[eff["edge"] == edge]
+        if e.empty:
+            rows.append(rules.verdict_row(r, "not measured", "not measured"))
+            continue
+        if r.expect == "none":
+            parts, verdicts_ = [], []
+            for t in targets:
+                c = curve[(curve["edge"] == edge) & (curve["target"] == t) & curve["layer"].isin(layers)]
+                cis = list(zip(c["log_odds"], c["log_odds_ci_low"], c["log_odds_ci_high"]))
+                verdicts_.append(rules.null_claim(r, cis))
+                worst = c.loc[c["log_odds"].abs().idxmax()]
+                parts.append(f"{t}: largest |Δ| {abs(worst['log_odds']):.2f} "
+                             f"[{worst['log_odds_ci_low']:+.2f}, {worst['log_odds_ci_high']:+.2f}] at layer {int(worst['layer'])}")
+            # a null claim holds only as far as its weakest direction
+            order = ["not reproduced", "partly", "reproduced"]
+            rows.append(rules.verdict_row(r, "; ".join(parts) + f" ({where})", min(verdicts_, key=order.index)))
+            continue
+        t = targets[0]
+        route = rules.band_mean(e[e["target"] == t], layers, "log_odds")
+        stat = rules.band_statistic(route, n_boot, seed)
+        ours = f"{rules.fmt_ci(*stat)} over {where}"
+        if r.bypass:
+            b = rules.band_mean(eff[(eff["edge"] == r.bypass) & (eff["target"] == t)], layers, "log_odds")
+            if b.empty:  # a route claim is never judged without its bypass
+                rows.append(rules.verdict_row(r, ours + f"; bypass {r.bypass} not measured", "not measured"))
+                continue
+            diff = rules.band_statistic((route - b).dropna(), n_boot, seed)
+            verdict = rules.route_claim(r, stat, float(b.mean()), diff)
+            ours += f"; bypass {r.bypass.replace(' -/-> ', '→')} {float(b.mean()):+.2f}, route − bypass {rules.fmt_ci(*diff)}"
+        else:
+            verdict = rules.directional(r, *stat)
+        rows.append(rules.verdict_row(r, ours, verdict))
     return pd.DataFrame(rows)

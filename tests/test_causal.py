@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfutils.causal import random_same_layers, summarize_blocking, verdicts
+from mfutils.causal import mixed_results, random_same_layers, summarize_blocking, verdicts
 
 
 def test_random_heads_come_from_the_same_layers_and_never_repeat_a_top_head():
@@ -40,7 +40,7 @@ def _curve(top_value: float, random_values: list[float], ctrl_top: float = 1.0) 
 
 
 def test_blocking_verdict_needs_the_top_heads_beyond_every_random_draw():
-    amp = pd.DataFrame([{"alpha": 5.0, "n_failed": 10, "repaired": 0.6, "repaired_ci_low": 0.3,
+    amp = pd.DataFrame([{"alpha": 2.0, "n_failed": 10, "repaired": 0.6, "repaired_ci_low": 0.3,
                          "repaired_ci_high": 0.9, "n_followed": 90, "broken": 0.01}])
     strong = verdicts(summarize_blocking(_curve(0.3, [0.95, 0.97, 0.99])), amp)
     assert list(strong["verdict"]) == ["reproduced", "reproduced", "reproduced"]
@@ -50,3 +50,31 @@ def test_blocking_verdict_needs_the_top_heads_beyond_every_random_draw():
     assert weak["verdict"].iloc[1] == "not reproduced"  # the controls fell from 1.0 to 0.5
     none = verdicts(summarize_blocking(_curve(0.3, [0.9])), amp.assign(n_failed=0))
     assert none["verdict"].iloc[2] == "not measurable"
+
+
+def test_amplification_verdict_reads_the_preregistered_alpha_only():
+    summary = summarize_blocking(_curve(0.3, [0.95, 0.97, 0.99]))
+    amp = pd.DataFrame([{"alpha": a, "n_failed": 20, "repaired": r, "repaired_ci_low": 0.0, "repaired_ci_high": 1.0,
+                         "n_followed": 80, "broken": b} for a, r, b in [(-1.0, 0.9, 0.5), (2.0, 0.05, 0.0), (10.0, 0.8, 0.1)]])
+    v = verdicts(summary, amp)
+    # alpha = -1 and alpha = 10 "repair" more, but the rule reads alpha = 2, fixed before the run
+    assert v["verdict"].iloc[2] == "not reproduced" and "α = 2" in v["ours"].iloc[2]
+    # repairs that break as many successes as they fix do not count
+    v = verdicts(summary, amp.assign(repaired=0.5, broken=0.6))
+    assert v["verdict"].iloc[2] == "not reproduced"
+
+
+def test_mixed_results_are_named():
+    rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": "MF text", "value": 1.0}]
+    for f, v in [(0.01, 1.0), (0.02, 0.03), (0.05, 0.9), (0.10, 0.6)]:
+        rows.append({"heads": "top", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": v})
+        rows.append({"heads": "random", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": 1.0})
+    summary = summarize_blocking(pd.DataFrame(rows))
+    amp = pd.DataFrame([{"alpha": -1.0, "n_failed": 10, "repaired": 0.4, "repaired_ci_low": 0.1, "repaired_ci_high": 0.7,
+                         "n_followed": 90, "broken": 0.3}, {"alpha": 2.0, "n_failed": 10, "repaired": 0.0,
+                         "repaired_ci_low": 0.0, "repaired_ci_high": 0.0, "n_followed": 90, "broken": 0.0}])
+    notes = mixed_results(summary, amp)
+    assert any("Non-monotonic" in n and "1.00 → 1.00 → 0.03 → 0.90 → 0.60" in n for n in notes)
+    assert any("α = -1" in n and "40%" in n for n in notes)
+    monotone = summarize_blocking(pd.DataFrame([r if r["heads"] != "top" else {**r, "value": 1 - r["fraction"]} for r in rows]))
+    assert mixed_results(monotone, amp.iloc[1:]) == []

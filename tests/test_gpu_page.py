@@ -38,9 +38,13 @@ def test_every_family_has_a_parameter_file_valid_for_every_chapter():
 
 
 def test_estimates_count_the_passes_the_chapters_run():
-    # the organism's chapter 04 counts 1 + 64 ablation passes, 2 attribution, 1 direct per sample
-    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 3 + 1 + 65 + 2
-    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 3 + 1 + 2
+    # the organism's chapter 04, per conflict and again per matched control: fast scorer (2 IG
+    # steps of forward + backward = 6, a clean pass, and its shortlist of 2 x 4 heads ablated),
+    # plain attribution (3), direct (1), and 1 + 64 passes of exhaustive ablation; plus the
+    # per-model filter's 2 control passes
+    fast = 6 + 1 + 8
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 2 * (fast + 3 + 1 + 65) + 2
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 2 * (fast + 3 + 1) + 2
     e = estimates.estimate(estimates.CARDS[0], "00_behaviour", 128, 8)
     assert 13 < e["GPU memory (GiB, est.)"] < 20  # 7B in bf16 is about 13 GiB of weights
 

@@ -7,8 +7,10 @@ from torch import nn
 
 from mfutils import synthetic
 from mfutils.encoding import encode
-from mfutils.head_scores import (ablation_scores, agreement, attribution_scores, direct_scores, model_metric,
-                                 score_all, sparsity_curve, top_heads)
+from mfutils.head_scores import (ablation_per_sample, ablation_scores, agreement, agreement_above_noise,
+                                 arbitration_heads, arbitration_ranking, attribution_scores, direct_scores, fast_passes,
+                                 fast_scores, ig_scores, model_metric, score_all, score_directions, specificity,
+                                 sparsity_curve, top_heads)
 from mfutils.interventions import active_hook_count
 from mfutils.metrics import answer_tokens
 
@@ -66,7 +68,13 @@ def test_score_all_counts_passes(tiny_bundle):
     ad = tiny_bundle.adapter
     assert s["ablation"].shape == (ad.n_layers, ad.n_heads)
     assert s["passes_per_sample"]["ablation"] == 1 + ad.n_layers * ad.n_heads
-    assert s["passes_per_sample"]["attribution"] == 2
+    assert s["passes_per_sample"]["attribution"] == 3  # a backward pass counts as two forwards
+    assert s["passes_per_sample"]["fast"] == fast_passes(ad.n_layers * ad.n_heads, 0.05)
+    # the fast scorer's shortlist is ablated exactly: where it ablated, it equals exhaustive ablation
+    exact = s["ablation"]
+    fast = s["fast"]
+    same = np.isclose(fast, exact, atol=1e-5)
+    assert same.sum() >= 2
 
 
 def test_top_heads_agreement_and_sparsity():
@@ -75,3 +83,92 @@ def test_top_heads_agreement_and_sparsity():
     assert agreement(s, s)["spearman"] == pytest.approx(1.0) and agreement(s, -s)["top_overlap"] == 0
     c = sparsity_curve(s)
     assert c["share_of_effect"].iloc[-1] == pytest.approx(1.0) and c["share_of_effect"].is_monotonic_increasing
+
+
+class _QuadraticToy:
+    """One head per layer; the metric is the sum over layers of (head output . r)^2, so heads do
+    not interact but each is non-linear: a gradient at the clean point (plain attribution)
+    gives twice the ablation effect, integrated gradients give it exactly."""
+
+    n_layers, n_heads, head_dim = 3, 1, 2
+
+    def __init__(self):
+        torch.manual_seed(1)
+        self.projs = [nn.Linear(2, 4, bias=False) for _ in range(3)]
+        self.acts = [torch.randn(5, 7, 2) for _ in range(3)]
+        self.readout = torch.randn(4)
+
+    def o_proj(self, layer):
+        return self.projs[layer]
+
+    def metric(self):
+        grad = torch.is_grad_enabled()
+        return sum(((p(a.clone().requires_grad_(grad)) @ self.readout).sum(1)) ** 2 for p, a in zip(self.projs, self.acts))
+
+
+def test_integrated_gradients_equal_exact_ablation_where_linearisation_fails():
+    toy = _QuadraticToy()
+    exact = ablation_scores(toy, toy.metric)
+    assert torch.allclose(attribution_scores(toy, toy.metric), 2 * exact, rtol=1e-4)  # linearisation is off by 2x
+    for steps in (1, 2, 4):
+        assert torch.allclose(ig_scores(toy, toy.metric, steps), exact, rtol=1e-4, atol=1e-5)
+    assert active_hook_count() == 0
+
+
+def test_fast_scorer_replaces_its_shortlist_by_exact_ablation():
+    toy = _QuadraticToy()
+    scores, per_sample, shortlist = fast_scores(toy, toy.metric, fraction=0.34)  # k = 2 -> shortlist of 3
+    assert len(shortlist) == 3
+    exact = ablation_per_sample(toy, toy.metric)
+    for lh in shortlist:
+        assert float(scores[lh]) == pytest.approx(float(exact[:, lh[0], lh[1]].mean()), rel=1e-5)
+        assert torch.allclose(per_sample[:, lh[0], lh[1]], exact[:, lh[0], lh[1]])
+
+
+def _dir(follow, control, se=0.01):
+    f, c = np.asarray(follow, float), np.asarray(control, float)
+    return {"follow": {"ablation": f, "ablation_se": np.full_like(f, se)},
+            "control": {"ablation": c, "ablation_se": np.full_like(c, se)}}
+
+
+def test_specificity_rule_keeps_heads_that_hurt_following_more_than_their_control():
+    # head (0,0): hurts following and its control alike (needed by everything): not arbitration
+    # head (0,1): hurts following, not the control: arbitration
+    # head (1,0): difference within noise: not arbitration; head (1,1): helps following: not
+    d = _dir([[1.0, 1.0], [0.5, -0.5]], [[0.95, 0.1], [0.48, -0.9]], se=0.02)
+    diff, flags = specificity(d["follow"], d["control"])
+    assert diff[0, 0] == pytest.approx(0.05)  # positive, but within twice the combined noise (0.057)
+    assert flags.tolist() == [[False, True], [False, False]]
+    d = _dir([[1.0, 1.0], [0.5, -0.5]], [[1.0, 0.1], [0.48, -0.9]], se=0.02)
+    _, flags = specificity(d["follow"], d["control"])
+    assert flags.tolist() == [[False, True], [False, False]]
+
+
+def test_heads_are_scored_per_direction_and_not_cancelled():
+    # head (0,0) drives image following (+2) and works against text following (-2): averaging the
+    # directions would score it 0; the per-direction ranking keeps it first
+    by_dir = {"image": _dir([[2.0, 0.1]], [[0.0, 0.0]]), "text": _dir([[-2.0, 0.3]], [[0.0, 0.0]])}
+    assert ((by_dir["image"]["follow"]["ablation"] + by_dir["text"]["follow"]["ablation"]) / 2)[0, 0] == 0
+    ranking = arbitration_ranking(by_dir, "ablation")
+    assert np.unravel_index(np.argmax(ranking), ranking.shape) == (0, 0)
+    assert arbitration_heads(by_dir, "ablation", 0.5) == [(0, 0)]
+
+
+def test_score_directions_on_the_tiny_model(tiny_bundle):
+    items = synthetic.paper_conflicts(2, seed=4)
+    by_dir = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
+    ad = tiny_bundle.adapter
+    assert set(by_dir) == {"image", "text"}
+    for d in by_dir.values():
+        assert d["follow"]["ablation"].shape == d["control"]["ablation"].shape == (ad.n_layers, ad.n_heads)
+        assert np.isfinite(d["control"]["ablation"]).all()
+    assert not np.allclose(by_dir["image"]["follow"]["ablation"], by_dir["text"]["follow"]["ablation"])
+    assert active_hook_count() == 0
+
+
+def test_agreement_is_measured_over_heads_above_noise():
+    exact = np.array([[5.0, 4.0, 3.0, 0.01], [0.02, -0.01, 2.0, 1.0]])
+    se = np.full_like(exact, 0.1)
+    fast = exact + np.array([[0, 0, 0, 3.0], [-3.0, 2.0, 0, 0]])  # wrong only on noise-level heads
+    a = agreement_above_noise(fast, exact, se, 0.25)
+    assert a["heads above noise"] == 5 and a["spearman"] == pytest.approx(1.0)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 
@@ -47,3 +48,41 @@ def test_an_empty_group_keeps_the_summary_columns_numeric():
     empty = summarize_layers(np.ones((0, 3)), 3, "value", n_boot=10)
     both = pd.concat([full, empty], ignore_index=True)
     assert all(both[c].dtype.kind == "f" for c in ("depth", "value", "ci_low", "ci_high"))
+
+
+def test_ldar_reports_chance_and_a_balanced_rate_that_a_constant_reader_cannot_pass():
+    import pandas as pd
+
+    from mfutils.arbitration import ldar_table, verdicts
+
+    # 40 samples per direction, 10 failures each; a lens that always reads "follow" (margin > 0)
+    n, L = 40, 4
+    meta = pd.DataFrame({"uid": range(2 * n), "target": ["image"] * n + ["text"] * n,
+                         "decision": ([1] * 30 + [-1] * 10) * 2, "model_margin": ([2.0] * 30 + [-2.0] * 10) * 2})
+    constant = np.ones((2 * n, 3, L))
+    t = ldar_table(meta, constant)
+    row = t[(t["read"] == "mean") & (t["layer"] == L - 1)].set_index(["target", "outcome"])
+    assert row.loc[("image", "all"), "ldar"] == pytest.approx(0.75) == row.loc[("image", "all"), "chance"]
+    assert row.loc[("image", "failed"), "ldar"] == 0 and row.loc[("image", "all"), "balanced"] == pytest.approx(0.5)
+    last = {t: np.tile(np.linspace(0, 3, L), (n, 1)) for t in ("image", "text")}
+    attn = {t: np.ones((n, L)) for t in ("image", "text")}
+    v = verdicts(last, meta, constant, attn, L, n_boot=100).set_index("rule")["verdict"]
+    assert v["02-ldar"] == "not reproduced"  # 75% = the constant reader's share
+    # a lens that reads each sample's own final decision beats it
+    aligned = np.sign(meta["model_margin"].to_numpy())[:, None, None] * np.ones((2 * n, 3, L))
+    v = verdicts(last, meta, aligned, attn, L, n_boot=100).set_index("rule")["verdict"]
+    assert v["02-ldar"] == "reproduced"
+
+
+def test_failure_claims_need_thirty_failures():
+    import pandas as pd
+
+    from mfutils.inertia import verdicts
+
+    n, L = 40, 4
+    meta = pd.DataFrame({"uid": [str(i) for i in range(n)], "target": ["text"] * n, "decision": [1] * 35 + [-1] * 5})
+    tr = LensTrace(np.zeros((n, 2 * L + 1)), np.zeros((n, 2 * L + 1)))
+    base = meta.assign(kind="conflict")
+    controls = pd.DataFrame([{"measure": "text_only", "clean": 1.0, "ablated": 1.0}])
+    v = verdicts(meta, tr, base, base, controls, L, n_boot=50).set_index("rule")
+    assert v.loc["03-fail-text", "verdict"] == "not measurable" and "only 5 failures" in v.loc["03-fail-text", "ours"]

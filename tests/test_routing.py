@@ -17,10 +17,13 @@ def test_window_layers_is_centred_and_clipped():
 def test_i_nssd_sign_and_zero():
     df = pd.DataFrame({"p_bin": [0.8, 0.8, 0.8], "p_bin_ko": [0.8, 0.4, 0.9], "p_full": [0.5] * 3,
                        "p_full_ko": [0.5, 0.1, 0.6], "p_comp_full": [0.1] * 3, "p_comp_full_ko": [0.1] * 3})
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731  (the binary distribution's log-odds = logit difference)
+    df = df.assign(ld=logit(df["p_bin"]), ld_ko=logit(df["p_bin_ko"]))
     e = effect_measures(df)
     assert e["i_nssd"].iloc[0] == 0 and e["signed_kl"].iloc[0] == 0 and e["log_odds"].iloc[0] == 0
     assert e["i_nssd"].iloc[1] == pytest.approx(np.log(0.5)) and e["i_nssd"].iloc[1] < 0
     assert (np.sign(e.loc[1:, ["i_nssd", "signed_kl", "log_odds", "unconstrained"]]).to_numpy() == [[-1] * 4, [1] * 4]).all()
+    assert e["log_odds"].iloc[1] == pytest.approx(logit(0.4) - logit(0.8))
 
 
 def test_empty_edge_has_zero_effect_and_clean_run_is_shared(tiny_bundle):

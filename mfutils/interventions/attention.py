@@ -123,7 +123,9 @@ class _SaliencyRecorder:
     """Computes attention explicitly so that |A * dL/dA| can be reduced in a tensor hook.
 
     ``pairs``: list of (name, target mask ``(B, T)``, source mask ``(B, T)``); the recorded
-    value per pair is ``sum_{t in target, s in source} |sum_h A[h,t,s] * dL/dA[h,t,s]|``.
+    value per pair is ``mean_{t in target, s in source} |sum_h A[h,t,s] * dL/dA[h,t,s]|``, the
+    average over the pair's positions as in *Label Words are Anchors* (a sum would grow with
+    the groups' sizes). Only pairs causal attention allows (``s <= t``) are counted.
     """
 
     def __init__(self, layer: int, pairs, store: dict):
@@ -147,8 +149,9 @@ class _SaliencyRecorder:
         def hook(grad):
             flow = (weights * grad).sum(1).abs()  # (B, T, T): heads summed, then |.|
             for name, tgt, src in self.pairs:
-                m = tgt[:, :, None] & src[:, None, :]
-                self.store.setdefault(name, {})[self.layer] = (flow * m).sum((1, 2)).detach().cpu()
+                m = (tgt[:, :, None] & src[:, None, :]).tril()
+                n_pairs = m.sum((1, 2)).clamp_min(1)
+                self.store.setdefault(name, {})[self.layer] = ((flow * m).sum((1, 2)) / n_pairs).detach().cpu()
             return grad
 
         return hook
