@@ -45,16 +45,21 @@ class HeadsSpec(RunSpec):
     exhaustive: bool = True
 
 
-def ablation_per_sample(adapter, metric: Metric, heads: list[tuple[int, int]] | None = None) -> torch.Tensor:
+def ablation_per_sample(adapter, metric: Metric, heads: list[tuple[int, int]] | None = None,
+                        metric_from: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
     """``(B, L, H)`` per-sample ``metric(clean) - metric(head zeroed)`` for ``heads`` (all heads
-    when None); NaN for heads not ablated. One forward pass per listed head, plus the clean one."""
+    when None); NaN for heads not ablated. One pass per listed head, plus the clean one.
+
+    ``metric_from(layer)``, when given, evaluates the metric recomputing only from ``layer``
+    on (the incremental engine: layers below the ablated head's are unchanged)."""
     with torch.no_grad():
         clean = metric().float().cpu()
         out = torch.full((clean.shape[0], adapter.n_layers, adapter.n_heads), float("nan"))
         todo = heads if heads is not None else [(l, h) for l in range(adapter.n_layers) for h in range(adapter.n_heads)]
         for layer, head in todo:
             with scale_heads(adapter, [(layer, head)], 0.0):
-                out[:, layer, head] = clean - metric().float().cpu()
+                edited = metric_from(layer) if metric_from is not None else metric()
+                out[:, layer, head] = clean - edited.float().cpu()
     return out
 
 
@@ -113,7 +118,8 @@ def n_top(n_heads_total: int, fraction: float) -> int:
     return max(1, int(np.ceil(fraction * n_heads_total)))
 
 
-def fast_scores(adapter, metric: Metric, fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, list]:
+def fast_scores(adapter, metric: Metric, fraction: float = 0.05,
+                metric_from: Callable[[int], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, list]:
     """The fast scorer: integrated gradients for every head (:func:`ig_scores`), then exact
     ablation of its shortlist (the ``SHORTLIST_FACTOR x k`` heads of largest ``|IG|``, ``k`` the
     top-``fraction`` count), whose IG values the ablation replaces.
@@ -122,7 +128,7 @@ def fast_scores(adapter, metric: Metric, fraction: float = 0.05) -> tuple[torch.
     ig = ig_scores(adapter, metric, IG_STEPS)
     k = min(ig.numel(), SHORTLIST_FACTOR * n_top(ig.numel(), fraction))
     shortlist = top_heads(ig.abs().numpy(), k / ig.numel())[:k]
-    exact = ablation_per_sample(adapter, metric, shortlist)
+    exact = ablation_per_sample(adapter, metric, shortlist, metric_from)
     scores = ig.clone()
     for layer, head in shortlist:
         scores[layer, head] = exact[:, layer, head].mean()
@@ -140,6 +146,16 @@ def model_metric(bundle, batch, answers) -> Metric:
     def metric():
         return readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers).logit_diff
     return metric
+
+
+def incremental_metric(bundle, batch, answers) -> tuple[Metric, Callable[[int], torch.Tensor]]:
+    """``(metric, metric_from)``: the clean metric from one cached clean pass, and the metric
+    recomputed from a given layer on under whatever edits are active (:mod:`mfutils.incremental`)."""
+    from . import incremental
+
+    run = incremental.clean_run(bundle, batch)
+    clean = readout(run.logits, answers).logit_diff
+    return (lambda: clean), (lambda layer: readout(incremental.suffix_logits(bundle, run, layer, 0), answers).logit_diff)
 
 
 @torch.no_grad()
@@ -186,10 +202,11 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
         batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
         answers = [answers_of(it) for it in chunk]
         metric = model_metric(bundle, batch, answers)
+        cached, metric_from = incremental_metric(bundle, batch, answers)
         w = len(chunk)
         if exhaustive:
-            per_sample.append(ablation_per_sample(ad, metric))
-        f, exact, _ = fast_scores(ad, metric, fraction)
+            per_sample.append(ablation_per_sample(ad, cached, metric_from=metric_from))
+        f, exact, _ = fast_scores(ad, metric, fraction, metric_from)
         fast_exact.append(exact)
         acc["fast"] += f * w
         acc["attribution"] += attribution_scores(ad, metric) * w
@@ -200,8 +217,11 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
     out["ablation"] = samples.mean(0).numpy() if exhaustive else np.full((ad.n_layers, ad.n_heads), np.nan)
     out["ablation_se"] = (samples.std(0) / np.sqrt(samples.shape[0])).numpy()
     total = ad.n_layers * ad.n_heads
+    L, H = ad.n_layers, ad.n_heads
     out["passes_per_sample"] = {"ablation": (1 + total) if exhaustive else 0, "fast": fast_passes(total, fraction),
-                                "attribution": 1 + BACKWARD_COST, "direct": 1}
+                                "attribution": 1 + BACKWARD_COST, "direct": 1,
+                                # the incremental engine: one clean pass, then each head from its own layer
+                                "ablation, incremental": (1 + H * sum((L - l) / L for l in range(L))) if exhaustive else 0}
     return out
 
 

@@ -71,31 +71,66 @@ def window_layers(centre: int, window: int, n_layers: int) -> list[int]:
     return [l for l in range(centre - half, centre + half + 1) if 0 <= l < n_layers]
 
 
+def first_target(spans, target: str) -> int:
+    """The first position any sample of the batch has in group ``target``: where an edit of
+    that group's queries starts changing states (the incremental engine's suffix start)."""
+    return min(min(sp[target]) if sp[target] else 10**9 for sp in spans)
+
+
 def _binary_follow(r) -> tuple[torch.Tensor, torch.Tensor]:
     return r.binary, r.p_follow
 
 
 @torch.no_grad()
-def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: str = "paper") -> pd.DataFrame:
+def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: str = "paper",
+                   engine: str = "incremental", work: dict | None = None) -> pd.DataFrame:
     """Per sample, edge and layer: binary and full p_follow before and after the knockout.
 
     Returns long rows ``(uid, target, edge, layer, p_bin, p_bin_ko, p_full, p_full_ko, p_comp_full,
     p_comp_full_ko, ld, ld_ko)``; ``ld`` is the follow - competitor logit difference (the
     binary distribution's log-odds, kept unclipped so that the verdict measure never saturates).
-    Forward passes: ``n_batches x (1 + len(edges) x n_layers)``.
+
+    ``engine="incremental"`` (:mod:`mfutils.incremental`) recomputes each knockout only from the
+    window's first layer and the target group's first position; ``"naive"`` reruns the whole
+    model (``n_batches x (1 + len(edges) x n_layers)`` full passes). Both give the same numbers
+    within float tolerance (tested). ``work``, if given, accumulates the forward-equivalents
+    each engine spends: ``{"naive": ..., "incremental": ...}`` in full passes per sample.
     """
+    from . import incremental
+
+    if engine not in ("incremental", "naive"):
+        raise ValueError(f"engine must be 'incremental' or 'naive', got {engine!r}")
     ad = bundle.adapter
     rows = []
     for chunk in batches(items, batch_size):
         batch = encode(bundle, chunk, layout).to(bundle.device, bundle.dtype)
         answers = [answer_tokens(bundle.tokenizer, it) for it in chunk]
-        clean = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
         T = batch.inputs["input_ids"].shape[1]
+        if engine == "incremental":
+            run = incremental.clean_run(bundle, batch)
+            clean = readout(run.logits, answers)
+        else:
+            clean = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+        n = len(chunk)
+        if work is not None:
+            work["naive"] = work.get("naive", 0.0) + n * (1 + len(edges) * ad.n_layers)
+            work["incremental"] = work.get("incremental", 0.0) + n
         for source, target in edges:
             block = knockout_mask(batch.spans, source, target, T).to(bundle.device)
+            start = min(first_target(batch.spans, target), int(batch.lengths.min()) - 1)
+            empty = not bool(block.any())  # the group is absent from this layout: nothing to cut
             for layer in range(ad.n_layers):
-                with knockout(ad, window_layers(layer, window, ad.n_layers), block):
-                    ko = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+                layers = window_layers(layer, window, ad.n_layers)
+                if empty and engine == "incremental":
+                    ko = clean
+                elif engine == "incremental":
+                    with knockout(ad, layers, block[:, :, start:, :]):
+                        ko = readout(incremental.suffix_logits(bundle, run, min(layers), start), answers)
+                else:
+                    with knockout(ad, layers, block):
+                        ko = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+                if work is not None and not empty:
+                    work["incremental"] += n * incremental.forward_share(ad.n_layers, T, min(layers), start)
                 for b, it in enumerate(chunk):
                     rows.append((it.uid, it.target, edge_name(source, target), layer,
                                  float(clean.binary[b]), float(ko.binary[b]), float(clean.p_follow[b]),

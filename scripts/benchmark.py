@@ -62,6 +62,47 @@ def bench_scorers(bundle, n_samples: int) -> dict:
     return out
 
 
+def bench_engine(bundle, n_samples: int) -> list[dict]:
+    """Naive versus incremental recomputation, measured in this run: forward-equivalents per
+    sample, wall time and the largest difference of the answers' logit difference."""
+    from mfutils import routing
+    from mfutils.metrics import answer_tokens
+
+    spec = routing.RoutingSpec(n_samples=n_samples)
+    items, _ = evaluation.conflict_items(spec, bundle)
+    edges = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES))
+    out, sweeps = [], {}
+    for engine in ("naive", "incremental"):
+        work: dict = {}
+        t0 = time.perf_counter()
+        sweeps[engine] = routing.knockout_sweep(bundle, items, edges, spec.window, 64, engine=engine, work=work)
+        out.append({"task": "knockout sweep (chapter 01, 9 edges)", "engine": engine,
+                    "forward-equivalents / sample": round(work[engine] / len(items), 2),
+                    "share of naive": round(work[engine] / work["naive"], 3), "seconds": round(time.perf_counter() - t0, 2)})
+    diff = float((sweeps["naive"]["ld_ko"] - sweeps["incremental"]["ld_ko"]).abs().max())
+    out[-1]["max |Δ logit diff| vs naive"] = diff
+    ad = bundle.adapter
+    conflicts = [it for it in items if it.target == "image"][:64]
+    batch = encode(bundle, conflicts).to(bundle.device, bundle.dtype)
+    answers = [answer_tokens(bundle.tokenizer, it) for it in conflicts]
+    L, H = ad.n_layers, ad.n_heads
+    results = {}
+    for engine in ("naive", "incremental"):
+        t0 = time.perf_counter()
+        if engine == "naive":
+            results[engine] = head_scores.ablation_per_sample(ad, head_scores.model_metric(bundle, batch, answers))
+            passes = 1 + L * H
+        else:
+            cached, metric_from = head_scores.incremental_metric(bundle, batch, answers)
+            results[engine] = head_scores.ablation_per_sample(ad, cached, metric_from=metric_from)
+            passes = 1 + H * sum((L - l) / L for l in range(L))
+        out.append({"task": "exhaustive head ablation (chapter 04)", "engine": engine,
+                    "forward-equivalents / sample": round(passes, 2), "share of naive": round(passes / (1 + L * H), 3),
+                    "seconds": round(time.perf_counter() - t0, 2)})
+    out[-1]["max |Δ logit diff| vs naive"] = float((results["naive"] - results["incremental"]).abs().max())
+    return out
+
+
 def bench_threads(bundle, repeats: int = 5) -> list[dict]:
     spec = HeadsSpec(n_samples=32)
     items, _ = evaluation.conflict_items(spec, None)
@@ -146,12 +187,15 @@ def main(argv=None) -> int:
 
     bundle = load_model("organism")
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()}}
+    report["engine"] = bench_engine(bundle, args.samples)
     report["scorers"] = bench_scorers(bundle, args.samples)
     report["threads"] = bench_threads(bundle)
     report["training"] = bench_training()
     report["chapters"] = bench_chapters(args.chapters)
-    print("\n## Head scorers (organism)\n")
-    print(pd.DataFrame([report["scorers"]]).T.rename(columns={0: "value"}).to_string())
+    print("\n## Naive versus incremental recomputation (organism, measured in this run)\n")
+    print(pd.DataFrame(report["engine"]).to_string(index=False))
+    print(f"\n## Head scorers per direction (organism, {report['scorers']['samples']} samples, {report['scorers']['heads']} heads)\n")
+    print(pd.DataFrame({t: report["scorers"][t] for t in ("image", "text")}).to_string())
     print("\n## Threads (one batched forward pass)\n")
     print(pd.DataFrame(report["threads"]).to_string(index=False))
     print("\n## Training steps (stage 2, encoding included)\n")
@@ -163,6 +207,12 @@ def main(argv=None) -> int:
         print(f"\ntotal: {df['seconds'].sum():.0f} s")
     else:
         print("no timings: run `make book` or pass --chapters")
+    print("\n## GPU plan (estimates from mfutils.estimates, each chapter at its defaults, exhaustive off)\n")
+    from mfutils.chapters import notebook_defaults
+
+    gpu = estimates.estimates_table({ch: {**notebook_defaults(ch), "exhaustive": False} for ch in CHAPTERS})
+    report["gpu_estimates"] = gpu.to_dict(orient="records")
+    print(gpu.to_string(index=False))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwritten: {args.out}")

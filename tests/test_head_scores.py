@@ -172,3 +172,16 @@ def test_agreement_is_measured_over_heads_above_noise():
     fast = exact + np.array([[0, 0, 0, 3.0], [-3.0, 2.0, 0, 0]])  # wrong only on noise-level heads
     a = agreement_above_noise(fast, exact, se, 0.25)
     assert a["heads above noise"] == 5 and a["spearman"] == pytest.approx(1.0)
+
+
+def test_incremental_head_ablation_equals_full_passes(tiny_bundle):
+    from mfutils.head_scores import incremental_metric
+
+    items = synthetic.paper_conflicts(3, seed=6)
+    batch = encode(tiny_bundle, items)
+    answers = [answer_tokens(tiny_bundle.tokenizer, it) for it in items]
+    full = ablation_per_sample(tiny_bundle.adapter, model_metric(tiny_bundle, batch, answers))
+    cached, metric_from = incremental_metric(tiny_bundle, batch, answers)
+    fast = ablation_per_sample(tiny_bundle.adapter, cached, metric_from=metric_from)
+    assert torch.allclose(full, fast, atol=1e-4) and full.abs().max() > 1e-3
+    assert active_hook_count() == 0

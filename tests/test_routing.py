@@ -35,3 +35,16 @@ def test_empty_edge_has_zero_effect_and_clean_run_is_shared(tiny_bundle):
     assert len(empty) and (empty["i_nssd"] == 0).all() and (empty["p_full"] == empty["p_full_ko"]).all()
     assert len(df) == 2 * tiny_bundle.adapter.n_layers * len(items)
     assert (df.groupby("uid")["p_bin"].nunique() == 1).all()
+
+
+def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
+    items = synthetic.paper_conflicts(3, seed=4)
+    edges = [("vision", "last"), ("text_context", "instruction"), ("vision", "text")]
+    work_n, work_i = {}, {}
+    naive = knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, engine="naive", work=work_n)
+    fast = knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, work=work_i)
+    assert naive[["uid", "edge", "layer"]].equals(fast[["uid", "edge", "layer"]])
+    assert np.allclose(naive["ld_ko"], fast["ld_ko"], atol=1e-4) and np.allclose(naive["ld"], fast["ld"], atol=1e-4)
+    assert work_i["naive"] == work_n["naive"] and work_i["incremental"] < 0.6 * work_i["naive"]
+    with pytest.raises(ValueError, match="engine"):
+        knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, engine="fast")

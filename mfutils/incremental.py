@@ -1,0 +1,132 @@
+"""Incremental recomputation: run an edit only where it can change something.
+
+An edit that starts at layer ``l0`` and touches only queries at positions ``>= s`` (a knockout
+whose target group starts at ``s``) leaves every layer below ``l0`` unchanged, and every
+position before ``s`` unchanged at every layer (causal attention: those positions never see
+the edited rows). So after one clean pass that caches
+
+- the residual stream entering each layer, at every position, and
+- the keys and values of every layer,
+
+the edited answer needs only positions ``s..T-1`` through layers ``l0..L-1``, attending to the
+cached keys and values of positions ``< s``. For the last position alone that is one token's
+path through the upper layers. Head ablation at layer ``l`` changes every position from ``l``
+on, so it runs all positions (``s = 0``) but only from layer ``l``.
+
+How, without copying any forward: the language model's own ``forward`` runs on
+``inputs_embeds`` = the cached residual entering ``l0`` at the suffix positions, with a
+transformers ``DynamicCache`` holding the prefix's clean keys/values, the clean run's own
+position ids (sliced; Qwen2-VL's 3-D rotary ids included) and attention mask, and the
+decoder-layer list temporarily cut to ``layers[l0:]`` (each attention module keeps its own
+``layer_idx``, so it reads and writes its own cache layer). Edits (knockouts through
+``AttentionInterface``, head scaling through ``o_proj`` pre-hooks) act as in a full pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .interventions import capture
+from .interventions.heads import _track, hooks_removed_on_exit
+
+
+@dataclass
+class CleanRun:
+    """What one clean forward pass of a batch leaves for its edits.
+
+    ``resid``: per layer ``(B, T, d)`` residual entering it; ``keys``/``values``: per layer
+    ``(B, H_kv, T, D)``; ``lm_kwargs``: the keyword arguments the model passed to its
+    language model (position ids, attention mask); ``logits``: ``(B, V)`` at each sample's
+    last position; ``lengths``: ``(B,)``.
+    """
+
+    resid: list[torch.Tensor]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lm_kwargs: dict
+    logits: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def seq_len(self) -> int:
+        return self.resid[0].shape[1]
+
+
+def _cache_kwarg(module: nn.Module) -> str:
+    """The cache argument's name: ``cache`` in recent transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def clean_run(bundle, batch) -> CleanRun:
+    """One clean forward pass that caches residuals, keys/values and the language model's inputs."""
+    ad = bundle.adapter
+    lm = ad.language_model
+    T = batch.inputs["input_ids"].shape[1]
+    seen: dict = {}
+
+    def record(module, args, kwargs):
+        seen.update({k: kwargs[k] for k in ("position_ids", "attention_mask") if k in kwargs})
+
+    every = torch.arange(T, device=bundle.device)[None].expand(len(batch.lengths), -1)
+    with hooks_removed_on_exit() as handles, capture(ad, every, points=("resid_pre",)) as store:
+        _track(handles, lm.register_forward_pre_hook(record, with_kwargs=True))
+        out = bundle.model(**batch.inputs, use_cache=True)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    keys = [cache.layers[l].keys for l in range(ad.n_layers)]
+    values = [cache.layers[l].values for l in range(ad.n_layers)]
+    idx = (batch.lengths.to(out.logits.device) - 1)[:, None, None].expand(-1, 1, out.logits.shape[-1])
+    return CleanRun([store["resid_pre"][l] for l in range(ad.n_layers)], keys, values, seen,
+                    out.logits.gather(1, idx)[:, 0], batch.lengths)
+
+
+@contextmanager
+def _layers_from(lm: nn.Module, first: int):
+    """The language model with its decoder layers cut to ``layers[first:]`` (restored on exit)."""
+    full = lm.layers
+    types = getattr(lm.config, "layer_types", None)
+    if types is not None and len(set(types)) > 1:
+        raise NotImplementedError("incremental runs need one attention type for every layer")
+    try:
+        lm.layers = nn.ModuleList(list(full)[first:])
+        yield
+    finally:
+        lm.layers = full
+
+
+def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int) -> torch.Tensor:
+    """``(B, V)`` last-position logits with positions ``start..T-1`` recomputed through layers
+    ``first_layer..L-1`` under whatever edits are active, every other state taken from ``clean``.
+
+    Equals a full forward pass under the same edits (within float tolerance) provided the edits
+    touch no layer below ``first_layer`` and no query position below ``start``.
+    """
+    from transformers import DynamicCache
+
+    ad = bundle.adapter
+    lm = ad.language_model
+    T = clean.seq_len
+    if not 0 <= start <= int(clean.lengths.min()) - 1:
+        raise ValueError(f"start {start} must lie before every sample's last position")
+    cache = DynamicCache(config=lm.config)
+    for layer in range(ad.n_layers):
+        cache.update(clean.keys[layer][..., :start, :], clean.values[layer][..., :start, :], layer)
+    kwargs = {"inputs_embeds": clean.resid[first_layer][:, start:], "use_cache": True, _cache_kwarg(lm): cache}
+    if "attention_mask" in clean.lm_kwargs:
+        kwargs["attention_mask"] = clean.lm_kwargs["attention_mask"]
+    if clean.lm_kwargs.get("position_ids") is not None:
+        kwargs["position_ids"] = clean.lm_kwargs["position_ids"][..., start:]
+    with torch.no_grad(), _layers_from(lm, first_layer):
+        hidden = lm(**kwargs).last_hidden_state  # (B, T - start, d), after the final norm
+    last = (clean.lengths.to(hidden.device) - 1 - start)[:, None, None].expand(-1, 1, hidden.shape[-1])
+    return ad.unembed(hidden.gather(1, last)[:, 0])
+
+
+def forward_share(n_layers: int, seq_len: int, first_layer: int, start: int) -> float:
+    """Share of a full forward pass's token-layer work an incremental run does."""
+    return (n_layers - first_layer) * (seq_len - start) / (n_layers * seq_len)

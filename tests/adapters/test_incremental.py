@@ -1,0 +1,82 @@
+"""The incremental engine equals a full recomputation, for every edge, layer window and family
+(tiny random-weight models, the rotary variants of Qwen2-VL / Qwen2.5-VL included), and for
+head ablation; and it leaves the model as it found it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfutils import incremental, routing, synthetic
+from mfutils.adapters import adapter_for
+from mfutils.encoding import encode
+from mfutils.interventions import active_hook_count, knockout, knockout_mask, scale_heads
+from mfutils.loading import ModelBundle
+from mfutils.metrics import last_logits
+
+from .tiny_families import FAMILIES, build
+
+#: float32 logits of a full pass and of an incremental one may differ in summation order only
+ATOL = 1e-4
+
+EDGES = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES))
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES) + ["organism"])
+def bundle(request, tiny_bundle):
+    if request.param == "organism":
+        return tiny_bundle
+    model, proc = build(request.param)
+    return ModelBundle(model, proc, adapter_for(model), request.param, torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def batch(bundle):
+    items = synthetic.paper_conflicts(3, seed=7)  # both directions: different lengths, right padding
+    return encode(bundle, items)
+
+
+def test_knockouts_equal_full_recomputation(bundle, batch):
+    ad = bundle.adapter
+    T = batch.inputs["input_ids"].shape[1]
+    with torch.no_grad():
+        clean = incremental.clean_run(bundle, batch)
+        full_clean = last_logits(bundle.model(**batch.inputs), batch.lengths)
+    assert torch.allclose(clean.logits, full_clean, atol=ATOL)
+    moved = 0.0
+    for source, target in EDGES:
+        block = knockout_mask(batch.spans, source, target, T)
+        start = routing.first_target(batch.spans, target)
+        for window in (1, 3):
+            for layer in range(ad.n_layers):
+                layers = routing.window_layers(layer, window, ad.n_layers)
+                with torch.no_grad(), knockout(ad, layers, block):
+                    full = last_logits(bundle.model(**batch.inputs), batch.lengths)
+                with knockout(ad, layers, block[:, :, start:, :]):
+                    fast = incremental.suffix_logits(bundle, clean, min(layers), start)
+                assert torch.allclose(fast, full, atol=ATOL), (source, target, window, layer)
+                moved = max(moved, float((full - full_clean).abs().max()))
+    assert moved > 1e-3  # the knockouts did change the answer logits
+    assert active_hook_count() == 0
+
+
+def test_head_ablation_from_its_layer_equals_full_recomputation(bundle, batch):
+    ad = bundle.adapter
+    clean = incremental.clean_run(bundle, batch)
+    for layer in range(ad.n_layers):
+        with torch.no_grad(), scale_heads(ad, [(layer, 1)], 0.0):
+            full = last_logits(bundle.model(**batch.inputs), batch.lengths)
+            fast = incremental.suffix_logits(bundle, clean, layer, 0)
+        assert torch.allclose(fast, full, atol=ATOL)
+    assert active_hook_count() == 0
+
+
+def test_the_model_is_left_as_it_was(bundle, batch):
+    ad = bundle.adapter
+    layers = list(ad.language_model.layers)
+    clean = incremental.clean_run(bundle, batch)
+    with pytest.raises(ValueError):
+        incremental.suffix_logits(bundle, clean, 1, 10_000)  # a start past the last position
+    assert list(ad.language_model.layers) == layers
+    with torch.no_grad():
+        assert torch.allclose(last_logits(bundle.model(**batch.inputs), batch.lengths), clean.logits, atol=ATOL)
