@@ -7,14 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book chapters html test test-fast organism chromium bench
+.PHONY: book chapters html test test-fast organism chromium bench lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: its CPU wheel is on local disk; an unpinned torch pulls a CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	# every other package at the exact version the book was executed with (`make lock` refreshes it)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -61,3 +63,13 @@ organism: $(STAMP)
 ## speed and memory on the organism: head scorers, threads, per-chapter time and peak memory
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py
+
+## refresh requirements.lock: the newest versions pyproject.toml allows, resolved in a scratch
+## venv and frozen (torch is pinned in pyproject and installed first, so it is left out)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet "torch==2.13.0"
+	.lock-venv/bin/python -m pip install --quiet -e ".[book,test]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^torch==' > requirements.lock
+	rm -rf .lock-venv
+	@echo "requirements.lock refreshed; re-execute the book (make book) and commit both"

@@ -149,19 +149,21 @@ def conflict_items(spec, bundle=None, seed_offset: int = 0) -> tuple[list[Item],
     return items, stats
 
 
-def failure_pool(spec, bundle, heldout_factor: int = 4) -> tuple[list[Item], dict]:
+def failure_pool(spec, bundle, heldout_factor: int = 4, seed_offset: int = 0) -> tuple[list[Item], dict]:
     """Conflicts on which the model's own failures are sought (chapters 03 and 05).
 
     Failures are never made by editing the model: the pool is the analysis conflicts (the
     paper's two instruction sentences, :func:`conflict_items`) plus, on synthetic data,
     ``heldout_factor x n_samples`` conflicts phrased with instruction paraphrases held out of
     training, which the organism finds harder. Both parts pass the per-model control filter.
-    Returns ``(items, {"paper instructions": n, "held-out paraphrases": n})``.
+    ``seed_offset`` draws a disjoint pool (e.g. to fit a probe). Returns
+    ``(items, {"paper instructions": n, "held-out paraphrases": n})``.
     """
-    items, _ = conflict_items(spec, bundle)
+    items, _ = conflict_items(spec, bundle, seed_offset)
     held: list[Item] = []
     if spec.data.startswith("synthetic"):
-        held = load_items("synthetic_heldout_paraphrase", heldout_factor * spec.n_samples, spec.seed, {"conflict": 1.0})
+        held = load_items("synthetic_heldout_paraphrase", heldout_factor * spec.n_samples, spec.seed + seed_offset,
+                          {"conflict": 1.0})
         if spec.control_filter:
             held, _ = control_filter(bundle, held, spec.batch_size)
     return items + held, {"paper instructions": len(items), "held-out paraphrases": len(held)}

@@ -15,6 +15,8 @@ WIDTH = 7.0
 def setup() -> None:
     """Seaborn theme and deterministic PNG output for every chapter."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    # verdict and rule tables hold sentences: never cut a cell at pandas' default 50 characters
+    pd.set_option("display.max_colwidth", None)
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 110, "svg.hashsalt": "mfutils", "figure.max_open_warning": 0})
 
 
