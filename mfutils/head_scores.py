@@ -259,7 +259,7 @@ def share_in_top(curve: pd.DataFrame, fraction: float) -> float:
     return float(inside.max()) if len(inside) else 0.0
 
 
-def control_answers(tokenizer, control_items, conflicts) -> Callable:
+def control_answers(tokenizer, conflicts) -> Callable:
     """``answers_of`` for single-modality controls: each control is scored on the answer pair
     of the conflict it was derived from (its own answer against the other modality's), so
     that a head's control effect is in the same units as its following effect."""
@@ -284,7 +284,7 @@ def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction:
         controls = matched_controls(conflicts)
         out[t] = {"follow": score_all(bundle, conflicts, batch_size, exhaustive, fraction),
                   "control": score_all(bundle, controls, batch_size, exhaustive, fraction,
-                                       answers_of=control_answers(bundle.tokenizer, controls, conflicts))}
+                                       answers_of=control_answers(bundle.tokenizer, conflicts))}
     return out
 
 
@@ -310,9 +310,8 @@ def arbitration_ranking(by_dir: dict[str, dict], score: str) -> np.ndarray:
 def arbitration_heads(by_dir: dict[str, dict], score: str, fraction: float) -> list[tuple[int, int]]:
     """The top-``fraction`` heads of :func:`arbitration_ranking` that are arbitration heads
     (fewer than the fraction when fewer qualify)."""
-    ranking = arbitration_ranking(by_dir, score)
-    flags = np.any(np.stack([specificity(d["follow"], d["control"], score)[1] for d in by_dir.values()]), 0)
-    return [lh for lh in top_heads(ranking, fraction) if flags[lh]]
+    ranking = arbitration_ranking(by_dir, score)  # positive exactly for the arbitration heads
+    return [lh for lh in top_heads(ranking, fraction) if ranking[lh] > 0]
 
 
 def agreement_above_noise(fast: np.ndarray, exact: np.ndarray, se: np.ndarray, fraction: float) -> dict:

@@ -80,3 +80,20 @@ def test_the_model_is_left_as_it_was(bundle, batch):
     assert list(ad.language_model.layers) == layers
     with torch.no_grad():
         assert torch.allclose(last_logits(bundle.model(**batch.inputs), batch.lengths), clean.logits, atol=ATOL)
+
+
+def test_layers_and_hooks_are_restored_when_a_run_fails(bundle, batch):
+    ad = bundle.adapter
+    layers = list(ad.language_model.layers)
+    clean = incremental.clean_run(bundle, batch)
+
+    def boom(module, args, kwargs):
+        raise RuntimeError("boom")
+
+    handle = ad.layers[-1].register_forward_pre_hook(boom, with_kwargs=True)
+    try:
+        with pytest.raises(RuntimeError, match="boom"), scale_heads(ad, [(0, 0)], 0.0):
+            incremental.suffix_logits(bundle, clean, 0, 0)
+    finally:
+        handle.remove()
+    assert list(ad.language_model.layers) == layers and active_hook_count() == 0
