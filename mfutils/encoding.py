@@ -77,6 +77,29 @@ def _token_spans(offsets, char_spans: dict[str, tuple[int, int]], shift: int) ->
     return out
 
 
+class UnrepresentableTextError(EncodingError, ValueError):
+    """The prompt holds words the tokenizer maps to its unknown token (the tiny organism's
+    word-level vocabulary); encoding them silently would feed the model ``<unk>``."""
+
+
+def check_representable(tokenizer, text: str, encoded, uid: str = "") -> None:
+    """Raise :class:`UnrepresentableTextError` naming every word ``tokenizer`` cannot represent.
+
+    ``encoded``: ``tokenizer(text, return_offsets_mapping=True)``. Byte-level tokenizers (every
+    real model here) never produce an unknown token; a word-level one does for any word it
+    was not built with.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or unk not in encoded["input_ids"]:
+        return
+    words = sorted({text[a:b] for t, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if t == unk})
+    raise UnrepresentableTextError(
+        f"item {uid}: the tokenizer has no token for {', '.join(repr(w) for w in words)}; this model "
+        "(the tiny organism's word-level vocabulary) cannot read that text. Rephrase it with words the model knows "
+        "or use a model with a byte-level tokenizer (e.g. model_id='pretrained-organism')."
+    )
+
+
 def encode_one(processor, image_token_id: int, item: Item, image_loader, layout: str = "paper",
                wrapper_ids: frozenset[int] = frozenset()) -> tuple[dict, dict]:
     """Encode one item: ``(processor outputs with batch dim 1, group -> positions)``.
@@ -91,6 +114,7 @@ def encode_one(processor, image_token_id: int, item: Item, image_loader, layout:
         raise EncodingError(f"item {item.uid}: the chat template altered the user text")
     tok = processor.tokenizer
     plain = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    check_representable(tok, prompt, plain, item.uid)
     seg_positions = _token_spans(plain["offset_mapping"], seg.char_spans(), shift)
     images = [image_loader(item)] if seg.has_image else None
     enc = processor(text=[prompt], images=images, return_tensors="pt", add_special_tokens=False)

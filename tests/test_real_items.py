@@ -67,5 +67,41 @@ def test_real_items_encode_with_a_local_image_folder(tmp_path, tiny_bundle):
     for it in items:
         Image.new("RGB", (40, 30), (200, 10, 10)).save(coco / f"COCO_val2014_{it.meta['image_id']}.jpg")
     items = load_items(QWEN_TEXT, coco_dir=tmp_path / "coco")[:3]
-    batch = encode(tiny_bundle, items)
+    # the tiny organism's word-level vocabulary cannot read COCO captions: a clear error, never <unk>
+    from mfutils.encoding import UnrepresentableTextError
+
+    with pytest.raises(UnrepresentableTextError, match="giraffes"):
+        encode(tiny_bundle, items)
+    reader = _byte_level_bundle(tiny_bundle)
+    batch = encode(reader, items)
     assert all(len(sp["vision"]) == 16 and sp["instruction"] and sp["text_context"] for sp in batch.spans)
+
+
+def _byte_level_bundle(tiny_bundle):
+    """The tiny model's processor with a byte-level BPE tokenizer (trained on nothing, so
+    every word is bytes): enough to encode any text and map its spans."""
+    from dataclasses import replace
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlavaProcessor, PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_tokens([chr(b) for b in range(33, 127)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"], "pad_token": "<pad>"})
+    tok.chat_template = tiny_bundle.processor.tokenizer.chat_template
+    old = tiny_bundle.processor
+    proc = LlavaProcessor(image_processor=old.image_processor, tokenizer=tok, patch_size=old.patch_size,
+                          vision_feature_select_strategy="default", chat_template=tok.chat_template,
+                          image_token="<image>", num_additional_image_tokens=1)
+    return replace(tiny_bundle, processor=proc, adapter=_ImageToken(tiny_bundle.adapter, tok.convert_tokens_to_ids("<image>")))
+
+
+class _ImageToken:
+    def __init__(self, adapter, image_token_id):
+        self._adapter, self.image_token_id = adapter, image_token_id
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)

@@ -21,7 +21,8 @@ QWEN = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atten
 
 
 def _tokenizer(specials: list[str], extra: dict[str, str], template: str):
-    words = set(synthetic.vocabulary()) | set(split_words("USER: ASSISTANT: user assistant system"))
+    # every word the templates below write, so that no prompt holds an unknown token
+    words = set(synthetic.vocabulary()) | set(split_words("USER: ASSISTANT: user assistant system You are a helpful assistant."))
     vocab = {t: i for i, t in enumerate(["<pad>", "<unk>", "<s>", "</s>"] + specials)}
     for w in sorted(words):
         vocab.setdefault(w, len(vocab))
