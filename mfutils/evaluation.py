@@ -17,22 +17,24 @@ import torch
 
 from . import synthetic
 from .encoding import Batch, batches, encode
-from .metrics import answer_tokens, bootstrap_ci, last_logits, readout
+from .metrics import answer_tokens, bootstrap_ci, forward_last_logits, readout
 from .schema import Item
 
 #: Kinds mixed into a synthetic evaluation set (shares).
 EVAL_MIX = {"conflict": 0.6, "consistent": 0.2, "image_only": 0.1, "text_only": 0.1}
 
 
-def load_items(data: str, n: int, seed: int, kinds: dict[str, float] | None = None, coco_dir: str = "") -> list[Item]:
+def load_items(data: str, n: int, seed: int, kinds: dict[str, float] | None = None, coco_dir: str = "",
+               phrasings=None) -> list[Item]:
     """Items for a chapter. ``data``: ``"synthetic"`` (held-out combinations, training
     paraphrases), ``"synthetic_heldout_paraphrase"`` (held-out paraphrases too), or the path
     of a paper item file (JSON/JSONL; images under ``coco_dir``). Returns at most ``n`` items.
+    ``phrasings``: the synthetic paraphrase bank (:func:`mfutils.synthetic.phrasings_for`).
     """
     if data == "synthetic":
-        return synthetic.make_split("eval", n, seed, kinds or EVAL_MIX)
+        return synthetic.make_split("eval", n, seed, kinds or EVAL_MIX, phrasings)
     if data == "synthetic_heldout_paraphrase":
-        return synthetic.make_split("eval_heldout_paraphrase", n, seed, kinds or EVAL_MIX)
+        return synthetic.make_split("eval_heldout_paraphrase", n, seed, kinds or EVAL_MIX, phrasings)
     from .real_items import load_items as load_real
 
     items = load_real(Path(data), coco_dir=coco_dir or None)
@@ -76,7 +78,7 @@ def run_readouts(bundle, items: list[Item], batch_size: int, intervention: Inter
         answers = [answer_tokens(tok, it) for it in chunk]
         ctx = intervention(batch) if intervention else contextlib.nullcontext()
         with ctx:
-            logits = last_logits(bundle.model(**batch.inputs), batch.lengths)
+            logits = forward_last_logits(bundle.model, batch.inputs, batch.lengths)
         r = readout(logits, answers)
         binary = r.binary
         for b, it in enumerate(chunk):
@@ -163,7 +165,7 @@ def failure_pool(spec, bundle, heldout_factor: int = 4, seed_offset: int = 0) ->
     held: list[Item] = []
     if spec.data.startswith("synthetic"):
         held = load_items("synthetic_heldout_paraphrase", heldout_factor * spec.n_samples, spec.seed + seed_offset,
-                          {"conflict": 1.0})
+                          {"conflict": 1.0}, phrasings=synthetic.phrasings_for(spec.model_id))
         if spec.control_filter:
             held, _ = control_filter(bundle, held, spec.batch_size)
     return items + held, {"paper instructions": len(items), "held-out paraphrases": len(held)}
