@@ -29,7 +29,7 @@ import torch
 from .encoding import batches, encode
 from .interventions import capture, scale_heads
 from .interventions.heads import _track, hooks_removed_on_exit
-from .metrics import answer_tokens, last_logits, readout
+from .metrics import answer_tokens, forward_last_logits, readout
 from .params import RunSpec
 
 Metric = Callable[[], torch.Tensor]
@@ -144,7 +144,7 @@ def fast_passes(n_heads_total: int, fraction: float) -> float:
 def model_metric(bundle, batch, answers) -> Metric:
     """The logit-difference metric of one encoded batch, as a callable."""
     def metric():
-        return readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers).logit_diff
+        return readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers).logit_diff
     return metric
 
 
@@ -164,7 +164,7 @@ def direct_scores(bundle, batch, answers) -> torch.Tensor:
     follow-minus-competitor logit, through the final norm frozen at the clean scale."""
     ad = bundle.adapter
     with capture(ad, batch.last[:, None], points=(), head_inputs=True) as store:
-        logits = last_logits(bundle.model(**batch.inputs), batch.lengths)
+        logits = forward_last_logits(bundle.model, batch.inputs, batch.lengths)
     final = store["resid_final"][:, 0]  # (B, d)
     rms = final.float().pow(2).mean(-1, keepdim=True).add(getattr(ad.final_norm, "variance_epsilon", 1e-6)).sqrt()
     gain = ad.final_norm.weight.float()

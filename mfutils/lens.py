@@ -20,7 +20,7 @@ import torch
 
 from .encoding import batches, encode
 from .interventions import capture
-from .metrics import answer_tokens, last_logits
+from .metrics import answer_tokens, forward_last_logits
 
 
 @dataclass
@@ -63,7 +63,7 @@ def trace(bundle, items, batch_size: int, position: str = "last") -> tuple[pd.Da
         else:
             pos = torch.tensor([[sp[position][-1]] for sp in batch.spans], device=bundle.device)
         with capture(ad, pos) as store:
-            out = bundle.model(**batch.inputs)
+            last = forward_last_logits(bundle.model, batch.inputs, batch.lengths)
         stages = []
         for layer in range(ad.n_layers):
             pre = store["resid_pre"][layer][:, 0]
@@ -72,7 +72,7 @@ def trace(bundle, items, batch_size: int, position: str = "last") -> tuple[pd.Da
         lens = torch.stack([ad.lens(s) for s in stages], dim=1)  # (B, 2L+1, V)
         f = _set_value(lens, [a.following for a in answers])
         c = _set_value(lens, [a.competitor for a in answers])
-        meta += _final_meta(chunk, answers, last_logits(out, batch.lengths))
+        meta += _final_meta(chunk, answers, last)
         fol.append(f.numpy())
         com.append(c.numpy())
     return pd.DataFrame(meta), LensTrace(np.concatenate(fol), np.concatenate(com))
@@ -115,13 +115,13 @@ def group_reads(bundle, items, batch_size: int, group: str = "instruction") -> t
         pos = torch.tensor([s + [s[-1]] * (P - len(s)) for s in spans], device=bundle.device)
         valid = torch.tensor([[k < len(s) for k in range(P)] for s in spans])
         with capture(ad, pos, points=("resid_pre",)) as store:
-            out = bundle.model(**batch.inputs)
+            last = forward_last_logits(bundle.model, batch.inputs, batch.lengths)
         outs = [store["resid_pre"][l] for l in range(1, ad.n_layers)] + [store["resid_final"]]  # L x (B, P, d)
         m = torch.stack([_margin(ad.lens(x), answers) for x in outs], -1)  # (B, P, L)
         margins.append(m.masked_fill(~valid[..., None], float("nan")).numpy())
         w = valid.to(outs[0].dtype).to(outs[0].device)[..., None]
         states.append(torch.stack([(x * w).sum(1) / w.sum(1) for x in outs], 1).float().cpu().numpy())
-        meta += _final_meta(chunk, answers, last_logits(out, batch.lengths))
+        meta += _final_meta(chunk, answers, last)
     width = max(a.shape[1] for a in margins)
     margins = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=np.nan) for a in margins]
     return pd.DataFrame(meta), np.concatenate(margins), np.concatenate(states)

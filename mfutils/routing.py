@@ -36,7 +36,7 @@ import torch
 
 from .encoding import batches, encode
 from .interventions import knockout, knockout_mask
-from .metrics import answer_tokens, bootstrap_ci, last_logits, readout
+from .metrics import answer_tokens, bootstrap_ci, forward_last_logits, readout
 from . import rules
 from .params import RunSpec
 
@@ -110,7 +110,7 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
             run = incremental.clean_run(bundle, batch)
             clean = readout(run.logits, answers)
         else:
-            clean = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+            clean = readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers)
         n = len(chunk)
         if work is not None:
             work["naive"] = work.get("naive", 0.0) + n * (1 + len(edges) * ad.n_layers)
@@ -128,7 +128,7 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
                         ko = readout(incremental.suffix_logits(bundle, run, min(layers), start), answers)
                 else:
                     with knockout(ad, layers, block):
-                        ko = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+                        ko = readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers)
                 if work is not None and not empty:
                     work["incremental"] += n * incremental.forward_share(ad.n_layers, T, min(layers), start)
                 for b, it in enumerate(chunk):
@@ -238,7 +238,7 @@ def saliency(bundle, items, pairs: list[tuple[str, str]], batch_size: int) -> pd
 
         named = [(edge_name(s, t), mask(t), mask(s)) for s, t in pairs]
         with torch.enable_grad(), saliency_flow(ad, named) as store:
-            r = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers)
+            r = readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers)
             r.logit_diff.sum().backward()
         bundle.model.zero_grad(set_to_none=True)
         for name, per_layer in store.items():
