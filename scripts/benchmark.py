@@ -179,6 +179,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chapters", action="store_true", help="execute every chapter now instead of reading book/_timings.json")
     ap.add_argument("--samples", type=int, default=48, help="conflicts per direction for the scorer comparison")
+    ap.add_argument("--pretrained-samples", type=int, default=0,
+                    help="conflicts per direction for the engine comparison on the pretrained organism as well "
+                         "(0, the default, skips it; needs its trained parts: `make pretrained-organism`)")
     ap.add_argument("--out", default=str(project_root() / "_build" / "benchmark.json"))
     args = ap.parse_args(argv)
     spec = HeadsSpec(n_samples=args.samples)
@@ -187,12 +190,19 @@ def main(argv=None) -> int:
 
     bundle = load_model("organism")
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()}}
-    report["engine"] = bench_engine(bundle, args.samples)
+    report["engine"] = [{"model": "organism", **r} for r in bench_engine(bundle, args.samples)]
+    if args.pretrained_samples:
+        # 30 layers x 9 heads: the naive sweep alone is 271 passes per sample, so few samples
+        torch.set_num_threads(2)
+        pre = load_model("pretrained-organism")
+        report["engine"] += [{"model": "pretrained-organism", **r} for r in bench_engine(pre, args.pretrained_samples)]
+        del pre
+        torch.set_num_threads(spec.num_threads)
     report["scorers"] = bench_scorers(bundle, args.samples)
     report["threads"] = bench_threads(bundle)
     report["training"] = bench_training()
     report["chapters"] = bench_chapters(args.chapters)
-    print("\n## Naive versus incremental recomputation (organism, measured in this run)\n")
+    print("\n## Naive versus incremental recomputation (both organisms, measured in this run)\n")
     print(pd.DataFrame(report["engine"]).to_string(index=False))
     print(f"\n## Head scorers per direction (organism, {report['scorers']['samples']} samples, {report['scorers']['heads']} heads)\n")
     print(pd.DataFrame({t: report["scorers"][t] for t in ("image", "text")}).to_string())

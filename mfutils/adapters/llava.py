@@ -1,4 +1,4 @@
-"""LLaVA-1.5 (``llava-hf/llava-1.5-*-hf``) and the model organism (a tiny LLaVA)."""
+"""LLaVA-1.5 (``llava-hf/llava-1.5-*-hf``) and both model organisms (LLaVAs built here)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,16 @@ class OrganismAdapter(LlavaAdapter):
         from ..organism import ORGANISM_MARKER
 
         return config.model_type == "llava" and (getattr(config, "mfutils", None) or {}).get("kind") == ORGANISM_MARKER
+
+
+@register
+class PretrainedOrganismAdapter(LlavaAdapter):
+    """SmolLM2-135M-Instruct inside a LLaVA (:mod:`mfutils.pretrained_organism`)."""
+
+    family = "pretrained-organism"
+
+    @classmethod
+    def matches(cls, config) -> bool:
+        from ..pretrained_organism import PRETRAINED_MARKER
+
+        return config.model_type == "llava" and (getattr(config, "mfutils", None) or {}).get("kind") == PRETRAINED_MARKER

