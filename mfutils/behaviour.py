@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import synthetic
 from .evaluation import EVAL_MIX, control_filter, load_items, run_readouts, summarize
+from .metrics import bootstrap_ci
 from .params import RunSpec
 
 #: What the paper's public material reports for the baseline (paper-notes.md). The paper's own
@@ -29,10 +30,11 @@ class BehaviourSpec(RunSpec):
 def conditions(spec: BehaviourSpec) -> dict[str, list]:
     """The item sets chapter 00 evaluates, by condition name."""
     if spec.data.startswith("synthetic"):
+        bank = synthetic.phrasings_for(spec.model_id)
         return {
-            "held-out combinations": load_items("synthetic", spec.n_samples, spec.seed, EVAL_MIX),
+            "held-out combinations": load_items("synthetic", spec.n_samples, spec.seed, EVAL_MIX, phrasings=bank),
             "held-out paraphrases": load_items(
-                "synthetic_heldout_paraphrase", spec.n_samples // 2, spec.seed, {"conflict": 1.0}
+                "synthetic_heldout_paraphrase", spec.n_samples // 2, spec.seed, {"conflict": 1.0}, phrasings=bank
             ),
             "paper instructions": synthetic.paper_conflicts(spec.n_samples // 4, spec.seed),
         }
@@ -60,7 +62,69 @@ def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
     readouts = pd.concat(rows, ignore_index=True)
     summary = pd.concat(summaries, ignore_index=True)
     prior = prior_split(readouts)
-    return {"readouts": readouts, "summary": summary, "prior": prior}
+    phrasings = unseen_phrasings(bundle, spec) if spec.data.startswith("synthetic") else pd.DataFrame()
+    return {"readouts": readouts, "summary": summary, "prior": prior, "phrasings": phrasings}
+
+
+#: Targets the pretrained organism was built to meet (its issue): every direction and control
+#: on held-out items, the paper's two sentences (held out of training), and each unseen phrasing.
+TARGET_HELDOUT = 0.95
+TARGET_PAPER = 0.90
+TARGET_PHRASING = 0.80
+MIN_PHRASINGS_MET = 10
+
+
+def unseen_phrasing_items(spec: "BehaviourSpec") -> dict[str, list]:
+    """``sentence -> conflicts`` for every sentence held out of the pretrained organism's
+    training (:data:`mfutils.synthetic.UNSEEN_TEMPLATES`, with the words "image" and "text"),
+    in both directions; ``spec.n_samples // 8`` held-out conflicts each, the same conflicts
+    for every sentence of a direction."""
+    from .evaluation import with_target
+
+    base = synthetic.make_split("eval", max(spec.n_samples // 8, 1), spec.seed + 11, {"conflict": 1.0})
+    out = {}
+    for target, other in (("image", "text"), ("text", "image")):
+        for template in synthetic.UNSEEN_TEMPLATES:
+            sentence = template.format(A=target, B=other)
+            out[sentence] = [with_target(it, target, sentence) for it in base]
+    return out
+
+
+def unseen_phrasings(bundle, spec: "BehaviourSpec") -> pd.DataFrame:
+    """Following ratio (95% bootstrap CI) per unseen sentence and direction.
+
+    A model whose tokenizer cannot represent a sentence (the tiny organism's word-level
+    vocabulary) gets a row saying so instead of a ratio read from ``<unk>`` tokens.
+    """
+    from .encoding import UnrepresentableTextError
+
+    rows = []
+    for sentence, items in unseen_phrasing_items(spec).items():
+        row = {"direction": items[0].target, "instruction": sentence, "n": len(items)}
+        try:
+            table = run_readouts(bundle, items, spec.batch_size)
+        except UnrepresentableTextError as err:
+            words = str(err).split("no token for ")[1].split("; ")[0]
+            rows.append(row | {"following_ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                               "note": f"cannot be read: no token for {words}"})
+            continue
+        est, lo, hi = bootstrap_ci((table["decision"] == 1).astype(float), n_boot=spec.n_boot, seed=spec.seed)
+        rows.append(row | {"following_ratio": est, "ci_low": lo, "ci_high": hi, "note": ""})
+    return pd.DataFrame(rows)
+
+
+def phrasing_view(phrasings: pd.DataFrame) -> pd.DataFrame:
+    """:func:`unseen_phrasings` for reading: one "followed" cell per sentence, as a percentage
+    with its 95% CI, or why the tokenizer could not read it."""
+    def cell(r) -> str:
+        if r["note"]:
+            return r["note"]
+        return f"{r['following_ratio']:.0%} [{r['ci_low']:.0%}, {r['ci_high']:.0%}] of {int(r['n'])}"
+
+    if not len(phrasings):
+        return pd.DataFrame(columns=["direction", "instruction", "followed"])
+    return pd.DataFrame({"direction": phrasings["direction"], "instruction": phrasings["instruction"],
+                         "followed": phrasings.apply(cell, axis=1)})
 
 
 def prior_split(readouts: pd.DataFrame) -> pd.DataFrame:
@@ -74,22 +138,42 @@ def prior_split(readouts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def targets_met(summary: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
-    """The organism's accuracy targets (issue: >= 95% each) against the measured values,
-    one verdict row each (claim, paper, ours with its 95% CI, verdict)."""
-    s = summary[summary["condition"] == "held-out combinations"]
-    want = [("conflict", "image", "follows the image when told to"), ("conflict", "text", "follows the text when told to"),
-            ("image_only", "-", "answers from the image alone"), ("text_only", "-", "answers from the text alone")]
+def targets_met(summary: pd.DataFrame, phrasings: pd.DataFrame | None = None,
+                threshold: float = TARGET_HELDOUT) -> pd.DataFrame:
+    """The organisms' behaviour targets against the measured values, one verdict row each
+    (claim, paper, ours with its 95% CI, verdict): each direction and control on held-out
+    items; the paper's two sentences; and how many unseen phrasings per direction are
+    followed at least :data:`TARGET_PHRASING` of the time."""
+    want = [("held-out combinations", "conflict", "image", f"follows the image when told to (target ≥ {threshold:.0%})", threshold),
+            ("held-out combinations", "conflict", "text", f"follows the text when told to (target ≥ {threshold:.0%})", threshold),
+            ("held-out combinations", "image_only", "-", f"answers from the image alone (target ≥ {threshold:.0%})", threshold),
+            ("held-out combinations", "text_only", "-", f"answers from the text alone (target ≥ {threshold:.0%})", threshold),
+            ("paper instructions", "conflict", "image", f"follows the paper's image sentence, never trained on (target ≥ {TARGET_PAPER:.0%})", TARGET_PAPER),
+            ("paper instructions", "conflict", "text", f"follows the paper's text sentence, never trained on (target ≥ {TARGET_PAPER:.0%})", TARGET_PAPER)]
     rows = []
-    for kind, target, what in want:
-        r = s[(s["kind"] == kind) & (s["target"] == target)]
+    for condition, kind, target, what, bar in want:
+        r = summary[(summary["condition"] == condition) & (summary["kind"] == kind) & (summary["target"] == target)]
         if not len(r):
-            rows.append({"claim": f"The model {what} (target ≥ {threshold:.0%})", "paper": "—", "ours": "not measured",
+            rows.append({"claim": f"The model {what}", "paper": "—", "ours": "not measured",
                          "verdict": "not measured", "value": float("nan")})
             continue
         r = r.iloc[0]
-        rows.append({"claim": f"The model {what} (target ≥ {threshold:.0%})", "paper": "—",
-                     "ours": f"{r['following_ratio']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] of {int(r['n'])} held-out items",
-                     "verdict": "met" if r["following_ratio"] >= threshold else "not met",
+        rows.append({"claim": f"The model {what}", "paper": "—",
+                     "ours": f"{r['following_ratio']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] of {int(r['n'])} items",
+                     "verdict": "met" if r["following_ratio"] >= bar else "not met",
                      "value": float(r["following_ratio"])})
+    for target in ("image", "text"):
+        claim = (f"The model follows at least {MIN_PHRASINGS_MET} unseen phrasings of the {target} instruction "
+                 f"≥ {TARGET_PHRASING:.0%} each")
+        p = phrasings[phrasings["direction"] == target] if phrasings is not None and len(phrasings) else None
+        if p is None or not len(p):
+            rows.append({"claim": claim, "paper": "—", "ours": "not measured", "verdict": "not measured", "value": float("nan")})
+            continue
+        readable = p[p["following_ratio"].notna()]
+        met = int((readable["following_ratio"] >= TARGET_PHRASING).sum())
+        ours = f"{met} of {len(p)} at ≥ {TARGET_PHRASING:.0%}"
+        if len(readable) < len(p):
+            ours += f" ({len(p) - len(readable)} cannot be read by this tokenizer)"
+        rows.append({"claim": claim, "paper": "—", "ours": ours,
+                     "verdict": "met" if met >= MIN_PHRASINGS_MET else "not met", "value": float(met)})
     return pd.DataFrame(rows)

@@ -48,7 +48,8 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
     chapter's code runs them with ``params`` (a chapter's parameters; defaults if absent)."""
     controls = 2  # the per-model filter reads each conflict's image-only and text-only versions
     if chapter == "00_behaviour":
-        return 1 + controls
+        # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
+        return 1 + controls + 1.5
     if chapter == "01_shallow_routing":
         edges, layout_edges = 9, 4
         p = 1 + edges * n_layers

@@ -37,6 +37,21 @@ def bar_with_ci(ax, summary: pd.DataFrame, x: str, y: str = "following_ratio", h
     return ax
 
 
+def hbar_with_ci(ax, table: pd.DataFrame, label: str, value: str = "following_ratio", hue: str | None = None,
+                 xlabel: str = ""):
+    """Horizontal bars of ``value`` with ``ci_low``/``ci_high`` error bars, one per row, labelled
+    by ``label`` (long labels stay readable, unlike rotated x tick labels)."""
+    colours = [PALETTE.get(str(table[hue].iloc[i]) if hue else "", "0.5") for i in range(len(table))]
+    y = range(len(table))
+    ax.barh(y, table[value], color=colours, alpha=0.85)
+    err = [table[value] - table["ci_low"], table["ci_high"] - table[value]]
+    ax.errorbar(table[value], y, xerr=err, fmt="none", ecolor="black", capsize=2, linewidth=1)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(table[label].astype(str).tolist(), fontsize=8)
+    ax.set_xlabel(xlabel or value)
+    return ax
+
+
 def line_with_band(ax, df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None, label: str = "",
                    color: str | None = None, **kw):
     """A line of ``y`` over ``x`` with a shaded ``[lo, hi]`` band when given."""

@@ -69,6 +69,29 @@ def test_head_and_behaviour_verdicts():
         {"condition": "held-out combinations", "kind": "conflict", "target": "text", "n": 100,
          "following_ratio": 0.90, "ci_low": 0.84, "ci_high": 0.95},
     ])
-    t = targets_met(summary)
-    assert list(t["verdict"]) == ["met", "not met", "not measured", "not measured"]
-    assert t["ours"].iloc[0] == "97.0% [93.0%, 99.0%] of 100 held-out items"
+    summary.loc[len(summary)] = {"condition": "paper instructions", "kind": "conflict", "target": "text", "n": 50,
+                                 "following_ratio": 0.92, "ci_low": 0.84, "ci_high": 0.98}
+    phrasings = pd.DataFrame([{"direction": "image", "instruction": f"s{i}", "following_ratio": r}
+                              for i, r in enumerate([0.9] * 10 + [0.5, float("nan")])]
+                             + [{"direction": "text", "instruction": f"t{i}", "following_ratio": r}
+                                for i, r in enumerate([0.9] * 8 + [0.79, 0.6, 0.95, 0.5])])
+    t = targets_met(summary, phrasings)
+    assert list(t["verdict"]) == ["met", "not met", "not measured", "not measured", "not measured", "met",
+                                  "met", "not met"]
+    assert t["ours"].iloc[0] == "97.0% [93.0%, 99.0%] of 100 items"
+    assert t["ours"].iloc[6] == "10 of 12 at ≥ 80% (1 cannot be read by this tokenizer)"
+    assert t["ours"].iloc[7] == "9 of 12 at ≥ 80%"  # 0.79 misses the bar
+
+
+def test_the_unseen_phrasing_view_reads_without_nan():
+    from mfutils.behaviour import phrasing_view
+
+    p = pd.DataFrame([
+        {"direction": "image", "instruction": "Ignore the text.", "n": 50, "following_ratio": 0.96,
+         "ci_low": 0.9, "ci_high": 1.0, "note": ""},
+        {"direction": "text", "instruction": "Believe the text.", "n": 50, "following_ratio": float("nan"),
+         "ci_low": float("nan"), "ci_high": float("nan"), "note": "cannot be read: no token for 'Believe'"},
+    ])
+    v = phrasing_view(p)
+    assert list(v["followed"]) == ["96% [90%, 100%] of 50", "cannot be read: no token for 'Believe'"]
+    assert "nan" not in v.to_html(index=False).lower()
