@@ -11,9 +11,11 @@ Stage 1 trains the small CLIP tower alone to name the images' colour and shape
 feature alignment: the projector alone, under the frozen language model, learns to answer
 image-only questions. Stage 2 trains the projector and rank-8 LoRA factors on every attention
 and MLP projection (tower and base weights frozen), with the cross-entropy of the instructed
-answer's first token at the last position; each training conflict is followed by its twin
-under the other instruction. Instructions come from :data:`mfutils.synthetic.PRETRAINED_PHRASINGS`'
-training half; the paper's two sentences and twelve other sentences are held out.
+answer's first token at the last position. Its first ``curriculum_steps`` steps ask every
+instruction in one plain sentence per direction, the rest in the training half of
+:data:`mfutils.synthetic.PRETRAINED_PHRASINGS` (optionally each conflict followed by its twin
+under the other instruction, ``paired``); the paper's two sentences and twelve other
+sentences are held out.
 """
 
 from __future__ import annotations
@@ -69,10 +71,16 @@ class PretrainedTrainConfig:
     #: make the image tokens answerable (image-only questions) before the LoRA sees any conflict
     align_steps: int = 100
     align_lr: float = 5e-3
-    #: every training conflict is followed by its twin under the other instruction (same image,
-    #: same text): only the instruction tells the pair's answers apart. Unpaired, 200 steps left
-    #: conflicts at 77% / 56% (measured), the model leaning on whichever source was more salient
-    paired: bool = True
+    #: every training conflict followed by its twin under the other instruction (same image,
+    #: same text): only the instruction tells the pair's answers apart. Measured, not better:
+    #: conflicts at 31% / 61% per direction after 150 steps (77% / 56% unpaired after 200)
+    paired: bool = False
+    #: the first stage-2 steps ask every instruction in one plain sentence per direction
+    #: (:data:`CORE_PHRASINGS`), the rest in the whole bank. With one sentence per direction the
+    #: gate is learnt within 100 steps (loss 0.10, conflicts 74% / 100%), but it did not carry
+    #: over to the bank's other sentences (15% / 72% on them after the 100 steps, 62% / 56%
+    #: 100 steps later; measured), so it is off by default
+    curriculum_steps: int = 0
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
 
 
@@ -109,6 +117,17 @@ def accuracy(model, processor, items, batch_size: int = 32) -> dict[str, float]:
             group = it.kind if it.target is None else f"{it.kind}/{it.target}"
             hits.setdefault(group, []).append(int(p in answer_tokens(tok, it).following))
     return {g: sum(v) / len(v) for g, v in sorted(hits.items())}
+
+
+#: the one sentence per direction of the curriculum's first steps (a training sentence of the bank)
+CORE_PHRASINGS = {"image": "Use only the image to answer.", "text": "Use only the text to answer."}
+
+
+def with_core_phrasings(items: list) -> list:
+    """``items`` with every instruction replaced by :data:`CORE_PHRASINGS`' sentence."""
+    from .evaluation import with_target
+
+    return [with_target(it, it.target, CORE_PHRASINGS[it.target]) if it.target else it for it in items]
 
 
 def pair_conflicts(items: list, bank: dict, seed: int) -> list:
@@ -181,6 +200,8 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     align = align_projector(model, processor, cfg, log)
     if cfg.paired:
         items = pair_conflicts(items, bank, cfg.seed + 20)
+    cut = cfg.curriculum_steps * cfg.batch_size
+    items = with_core_phrasings(items[:cut]) + items[cut:]
     monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=bank)
     if align:
         align.append({"eval": accuracy(model, processor, monitor)})
@@ -297,6 +318,9 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         f"lr {cfg['vision_lr']}; {rec['seconds']['stage1']:.0f} s)",
         f"- stage 1b (feature alignment): the projector alone under the frozen language model answers image-only questions "
         f"({cfg['align_steps']} steps, lr {cfg['align_lr']})",
+        (f"- curriculum: the first {cfg['curriculum_steps']} stage-2 steps ask every instruction in one plain sentence per "
+         f"direction (\"{CORE_PHRASINGS['image']}\" / \"{CORE_PHRASINGS['text']}\"), the rest in the whole training bank"
+         if cfg.get("curriculum_steps") else "- no curriculum: the whole training bank from the first step"),
         f"- stage 2: {rec['steps_run']} steps (at most {cfg['steps']}), batch {cfg['batch_size']}, AdamW lr {cfg['lr']} for LoRA and {cfg['projector_lr']}",
         f"  for the projector; warm-up {cfg['warmup']} steps, constant, then linear decay to zero over {cfg['decay_steps']} steps from the",
         f"  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"

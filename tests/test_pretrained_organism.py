@@ -34,6 +34,17 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
 
 
+def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_rest():
+    from mfutils.train_pretrained import CORE_PHRASINGS, with_core_phrasings
+
+    items = synthetic.make_split("train", 40, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    core = with_core_phrasings(items)
+    assert [it.instruction for it in core if it.target] == [CORE_PHRASINGS[it.target] for it in items if it.target]
+    assert [(it.answer_image, it.answer_text, it.following_answer) for it in core] == \
+        [(it.answer_image, it.answer_text, it.following_answer) for it in items]
+    assert [it.instruction for it in core if not it.target] == [None] * sum(not it.target for it in items)
+
+
 def test_the_tiny_organism_refuses_words_outside_its_vocabulary(tiny_bundle, eval_items):
     base = next(it for it in eval_items if it.kind == "conflict")
     odd = Item.from_dict(dict(base.to_dict(), uid="odd", instruction="Believe the image, never the gossip."))
