@@ -20,19 +20,17 @@ sentences are held out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from . import pretrained_organism as po
+from . import train_cli
 from . import synthetic
 from .encoding import encode_with
 from .loading import load_image
@@ -347,33 +345,9 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mfutils.train_pretrained", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(po.pretrained_dir()))
-    ap.add_argument("--check", action="store_true", help="train into a temp folder and compare with the shipped parts")
-    for f in fields(PretrainedTrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = ap.parse_args(argv)
-    cfg = PretrainedTrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainedTrainConfig)})
-    if args.check:
-        shipped = po.record()
-        with tempfile.TemporaryDirectory() as tmp:
-            rec = train(Path(tmp) / "parts", PretrainedTrainConfig(**shipped["train_config"]),
-                        po.PretrainedConfig(**shipped["architecture"]))
-        same = rec["parts_sha256"] == shipped["parts_sha256"]
-        print(f"retrained digest {rec['parts_sha256'][:16]}, shipped {shipped['parts_sha256'][:16]}: "
-              + ("IDENTICAL" if same else "DIFFERENT"))
-        return 0 if same else 1
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    rec = train(tmp, cfg)  # only a finished training replaces the shipped parts
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    print(f"pretrained organism parts written to {out} in {rec['seconds']['total']} s; digest {rec['parts_sha256'][:16]}")
-    return 0
+    return train_cli.run(argv, prog="python -m mfutils.train_pretrained", doc=__doc__, config_cls=PretrainedTrainConfig,
+                         arch_cls=po.PretrainedConfig, train=train, default_out=po.pretrained_dir(), shipped=po.record,
+                         digest_key="parts_sha256", what="pretrained organism parts")
 
 
 if __name__ == "__main__":

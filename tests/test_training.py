@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
+
 from mfutils.organism import OrganismConfig
 from mfutils.training import TrainConfig, train
 
@@ -78,3 +82,13 @@ def test_training_decays_and_stops_once_the_monitor_set_is_learnt(tmp_path):
     assert never["steps_run"] == SHORT.steps
     assert at_once["steps_run"] == 1 + SHORT.decay_steps
     assert [r["decay_from"] for r in at_once["curve"] if "decay_from" in r] == [1]
+
+
+def test_trainer_options_read_booleans_and_refuse_nonsense():
+    from mfutils.train_cli import _option_type
+
+    flag = _option_type(False)
+    assert flag("false") is False and flag("True") is True and flag("0") is False
+    with pytest.raises(argparse.ArgumentTypeError, match="true or false"):
+        flag("maybe")
+    assert _option_type(3) is int and _option_type("a") is str
