@@ -104,9 +104,8 @@ def unseen_phrasings(bundle, spec: "BehaviourSpec") -> pd.DataFrame:
         try:
             table = run_readouts(bundle, items, spec.batch_size)
         except UnrepresentableTextError as err:
-            words = str(err).split("no token for ")[1].split("; ")[0]
             rows.append(row | {"following_ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-                               "note": f"cannot be read: no token for {words}"})
+                               "note": "cannot be read: no token for " + ", ".join(map(repr, err.words))})
             continue
         est, lo, hi = bootstrap_ci((table["decision"] == 1).astype(float), n_boot=spec.n_boot, seed=spec.seed)
         rows.append(row | {"following_ratio": est, "ci_low": lo, "ci_high": hi, "note": ""})

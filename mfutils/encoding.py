@@ -79,7 +79,12 @@ def _token_spans(offsets, char_spans: dict[str, tuple[int, int]], shift: int) ->
 
 class UnrepresentableTextError(EncodingError, ValueError):
     """The prompt holds words the tokenizer maps to its unknown token (the tiny organism's
-    word-level vocabulary); encoding them silently would feed the model ``<unk>``."""
+    word-level vocabulary); encoding them silently would feed the model ``<unk>``. ``words``:
+    the unreadable words, sorted."""
+
+    def __init__(self, message: str, words: list[str]):
+        super().__init__(message)
+        self.words = words
 
 
 def check_representable(tokenizer, text: str, encoded, uid: str = "") -> None:
@@ -96,7 +101,8 @@ def check_representable(tokenizer, text: str, encoded, uid: str = "") -> None:
     raise UnrepresentableTextError(
         f"item {uid}: the tokenizer has no token for {', '.join(repr(w) for w in words)}; this model "
         "(the tiny organism's word-level vocabulary) cannot read that text. Rephrase it with words the model knows "
-        "or use a model with a byte-level tokenizer (e.g. model_id='pretrained-organism')."
+        "or use a model with a byte-level tokenizer (e.g. model_id='pretrained-organism').",
+        words,
     )
 
 

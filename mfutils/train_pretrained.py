@@ -32,10 +32,8 @@ import torch
 from . import pretrained_organism as po
 from . import train_cli
 from . import synthetic
-from .encoding import encode_with
-from .loading import load_image
-from .metrics import answer_tokens, forward_last_logits
-from .training import TrainConfig, _by_length, parse_mix, pretrain_vision, seed_everything
+from .metrics import forward_last_logits
+from .training import TrainConfig, accumulate_gradients, accuracy_by_group, parse_mix, pretrain_vision, seed_everything
 
 
 @dataclass(frozen=True)
@@ -87,34 +85,26 @@ def answer_id(tokenizer, word: str) -> int:
     return tokenizer(word, add_special_tokens=False)["input_ids"][0]
 
 
-def step_loss(model, processor, items, parts: int) -> float:
-    """Add the gradient of the batch's mean last-position cross-entropy to ``.grad``."""
-    tok = processor.tokenizer
-    total = 0.0
-    for part in _by_length(items, parts):
-        batch = encode_with(processor, model.config.image_token_id, part, load_image)
-        targets = torch.tensor([answer_id(tok, it.following_answer) for it in part])
-        logits = forward_last_logits(model, batch.inputs, batch.lengths)
-        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / len(items)
-        loss.backward()
-        total += float(loss.detach())
-    return total
+def last_readout(model, batch) -> torch.Tensor:
+    """``(B, V)`` last-position logits, unembedding only those positions (49k-token vocabulary)."""
+    return forward_last_logits(model, batch.inputs, batch.lengths)
 
 
-@torch.no_grad()
 def accuracy(model, processor, items, batch_size: int = 32) -> dict[str, float]:
     """Share of items whose argmax first token is the following answer's, per kind/target group."""
-    model.eval()
-    tok = processor.tokenizer
-    hits: dict[str, list[int]] = {}
-    for i in range(0, len(items), batch_size):
-        chunk = items[i : i + batch_size]
-        batch = encode_with(processor, model.config.image_token_id, chunk, load_image)
-        pred = forward_last_logits(model, batch.inputs, batch.lengths).argmax(-1).tolist()
-        for it, p in zip(chunk, pred):
-            group = it.kind if it.target is None else f"{it.kind}/{it.target}"
-            hits.setdefault(group, []).append(int(p in answer_tokens(tok, it).following))
-    return {g: sum(v) / len(v) for g, v in sorted(hits.items())}
+    return accuracy_by_group(model, processor, items, batch_size, readout=last_readout)
+
+
+def _step(model, processor, opt, sched, params, batch_items, cfg: "PretrainedTrainConfig") -> float:
+    """One optimiser step on ``batch_items``: accumulate, clip to norm 1, step, schedule."""
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(model, processor, batch_items, cfg.micro_batches, answer_id=answer_id,
+                                readout=last_readout)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    return loss
 
 
 #: the one sentence per direction of the curriculum's first steps (a training sentence of the bank)
@@ -162,12 +152,7 @@ def align_projector(model, processor, cfg: PretrainedTrainConfig, log=print) -> 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
     rows = []
     for step in range(cfg.align_steps):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        loss = step_loss(model, processor, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg.micro_batches)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        loss = _step(model, processor, opt, sched, params, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg)
         if step % 10 == 0 or step == cfg.align_steps - 1:
             rows.append({"align_step": step, "loss": round(loss, 5)})
             log(json.dumps(rows[-1]))
@@ -216,12 +201,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     curve = []
     step = 0
     while step < min(cfg.steps, decay_start[0] + cfg.decay_steps):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        loss = step_loss(model, processor, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg.micro_batches)
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
-        sched.step()
+        loss = _step(model, processor, opt, sched, trainable, items[step * cfg.batch_size : (step + 1) * cfg.batch_size], cfg)
         last = step == min(cfg.steps, decay_start[0] + cfg.decay_steps) - 1
         if step % 10 == 0 or last:
             row = {"step": step, "loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}

@@ -78,10 +78,22 @@ def _encode(processor, image_token_id, items) -> Batch:
     return encode_with(processor, image_token_id, items, load_image)
 
 
-def accumulate_gradients(model, processor, items, parts: int) -> float:
+def word_id(tokenizer, word: str) -> int:
+    """The vocabulary entry of ``word`` (the tiny organism's word-level tokenizer)."""
+    return tokenizer.convert_tokens_to_ids(word)
+
+
+def full_readout(model, batch: Batch) -> torch.Tensor:
+    """``(B, V)`` logits at each sample's last position, from the full-sequence unembedding
+    (the tiny organism's shipped weights were trained through this one)."""
+    return last_logits(model(**batch.inputs), batch.lengths)
+
+
+def accumulate_gradients(model, processor, items, parts: int, answer_id=word_id, readout=full_readout) -> float:
     """Add the gradient of the batch's mean loss to ``.grad``; returns that loss.
 
-    The loss is the cross-entropy of each item's following answer at its last position. The
+    The loss is the cross-entropy of each item's following answer (token
+    ``answer_id(tokenizer, word)``) at its last position (``readout(model, batch)``). The
     batch runs as ``parts`` length-sorted forward passes whose summed losses are divided by
     the whole batch's size, so the gradient is the one-pass gradient up to summation order.
     """
@@ -89,9 +101,8 @@ def accumulate_gradients(model, processor, items, parts: int) -> float:
     total = 0.0
     for part in _by_length(items, parts):
         batch = _encode(processor, model.config.image_token_id, part)
-        targets = torch.tensor([tok.convert_tokens_to_ids(it.following_answer) for it in part])
-        logits = last_logits(model(**batch.inputs), batch.lengths)
-        part_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / len(items)
+        targets = torch.tensor([answer_id(tok, it.following_answer) for it in part])
+        part_loss = torch.nn.functional.cross_entropy(readout(model, batch), targets, reduction="sum") / len(items)
         part_loss.backward()
         total += float(part_loss.detach())
     return total
@@ -157,7 +168,7 @@ def _prompt_words(item) -> int:
 
 
 @torch.no_grad()
-def accuracy_by_group(model, processor, items, batch_size: int = 128) -> dict[str, float]:
+def accuracy_by_group(model, processor, items, batch_size: int = 128, readout=full_readout) -> dict[str, float]:
     """Share of items whose argmax answer is the following one, per kind/target group."""
     model.eval()
     tok = processor.tokenizer
@@ -166,8 +177,7 @@ def accuracy_by_group(model, processor, items, batch_size: int = 128) -> dict[st
     for i in range(0, len(items), batch_size):
         chunk = items[i : i + batch_size]
         batch = _encode(processor, image_token_id, chunk)
-        logits = last_logits(model(**batch.inputs), batch.lengths)
-        pred = logits.argmax(-1).tolist()
+        pred = readout(model, batch).argmax(-1).tolist()
         for it, p in zip(chunk, pred):
             group = it.kind if it.target is None else f"{it.kind}/{it.target}"
             hits.setdefault(group, []).append(int(p in answer_tokens(tok, it).following))

@@ -14,7 +14,7 @@ from mfutils import synthetic
 from mfutils.encoding import UnrepresentableTextError, encode
 from mfutils.interventions import knockout, knockout_mask, scale_heads
 from mfutils.loading import CorruptCheckpointError, ModelNotAvailableError
-from mfutils.metrics import answer_tokens, forward_last_logits, last_logits
+from mfutils.metrics import forward_last_logits, last_logits
 from mfutils.schema import Item
 
 
