@@ -11,6 +11,7 @@ from . import synthetic
 from .evaluation import EVAL_MIX, control_filter, load_items, run_readouts, summarize
 from .metrics import bootstrap_ci
 from .params import RunSpec
+from .rules import MIN_PHRASINGS_MET, TARGET_HELDOUT, TARGET_PAPER, TARGET_PHRASING
 
 #: What the paper's public material reports for the baseline (paper-notes.md). The paper's own
 #: baseline MF ratios are not public; its items were filtered per model to those answered
@@ -66,12 +67,6 @@ def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
     return {"readouts": readouts, "summary": summary, "prior": prior, "phrasings": phrasings}
 
 
-#: Targets the pretrained organism was built to meet (its issue): every direction and control
-#: on held-out items, the paper's two sentences (held out of training), and each unseen phrasing.
-TARGET_HELDOUT = 0.95
-TARGET_PAPER = 0.90
-TARGET_PHRASING = 0.80
-MIN_PHRASINGS_MET = 10
 
 
 def unseen_phrasing_items(spec: "BehaviourSpec") -> dict[str, list]:

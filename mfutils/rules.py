@@ -39,6 +39,14 @@ EFFECT_THRESHOLD = 0.25
 MIN_FAILURES = 30
 #: Fewest failures for a rate on failed samples to be told apart from a constant reader.
 MIN_FAILURES_FOR_CHANCE = 10
+#: Behaviour targets an organism must meet to stand in for the paper's MLLMs (chapter 00,
+#: :func:`mfutils.behaviour.targets_met`): each direction and control on held-out items; the
+#: paper's two sentences, held out of training; and at least MIN_PHRASINGS_MET unseen
+#: sentences per direction, each followed at least TARGET_PHRASING of the time.
+TARGET_HELDOUT = 0.95
+TARGET_PAPER = 0.90
+TARGET_PHRASING = 0.80
+MIN_PHRASINGS_MET = 10
 
 DEEP = (0.5, 1.0)
 LATE = (0.75, 1.0)
