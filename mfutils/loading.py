@@ -126,17 +126,66 @@ def check_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "
     # fail on the family before touching the (possibly large) weights
     adapter_for(_ConfigOnly(config))
     if looks_local:
-        has_weights = any((local / n).exists() for n in WEIGHT_FILES)
+        found = {n: local / n for n in WEIGHT_FILES if (local / n).exists()}
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        has_weights = any(isinstance(try_to_load_from_cache(source, n), str) for n in WEIGHT_FILES)
-    if not has_weights:
+        found = {n: Path(p) for n in WEIGHT_FILES if isinstance(p := try_to_load_from_cache(source, n), str)}
+    if not found:
         raise ModelNotAvailableError(
             f"model {model_id!r}: its config is here but none of {', '.join(WEIGHT_FILES)} is"
             + (f" in {local}" if looks_local else f"; finish the download with `hf download {model_id}`")
         )
+    try:
+        check_weight_headers(found)
+    except CorruptCheckpointError as err:
+        raise CorruptCheckpointError(f"{err}. " + _restore_hint(model_id)) from None
     return source, config, looks_local
+
+
+def check_weight_headers(found: dict[str, Path]) -> None:
+    """Read every weight file's header, not its tensors: a truncated or overwritten checkpoint
+    then fails in the dry run instead of inside a kernel minutes later.
+
+    ``found``: weight-file name (one of :data:`WEIGHT_FILES`) -> path. A safetensors file's
+    8-byte header length, JSON header and size must agree with its tensors' offsets; an index
+    must parse and name shards that exist; a ``.bin`` must be a zip archive (torch.save's format).
+    """
+    import zipfile
+
+    files: list[Path] = []
+    for name, path in found.items():
+        if name.endswith(".index.json"):
+            try:
+                shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError) as err:
+                raise CorruptCheckpointError(f"weight index {path} is unreadable ({err})") from None
+            missing = [s for s in shards if not (path.parent / s).exists()]
+            if missing:
+                raise CorruptCheckpointError(f"weight index {path} names missing shard(s) {missing}")
+            files += [path.parent / s for s in shards]
+        else:
+            files.append(path)
+    for path in files:
+        if path.suffix == ".bin":
+            if not zipfile.is_zipfile(path):
+                raise CorruptCheckpointError(f"weights {path} are corrupt (not a torch.save archive)")
+            continue
+        size = path.stat().st_size
+        try:
+            with path.open("rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if not 2 <= n <= size - 8:
+                    raise ValueError(f"header length {n} does not fit a file of {size} bytes")
+                header = json.loads(f.read(n))
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CorruptCheckpointError(f"weights {path} are corrupt ({err})") from None
+        if 8 + n + end != size:
+            raise CorruptCheckpointError(f"weights {path} are corrupt (truncated or padded: the header describes "
+                                         f"{8 + n + end} bytes, the file has {size})")
 
 
 def load_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32") -> ModelBundle:

@@ -101,6 +101,8 @@ def load_items(path: str | Path, coco_dir: str | Path | None = None, target: str
     a vision-following file.
     """
     path = Path(path)
+    if not path.exists():  # before the name is read: a typo is a missing file, not a bad name
+        _rows(path)
     if target is None:
         name = path.name
         target = "image" if "following_vision" in name else "text" if "following_text" in name else None

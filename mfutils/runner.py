@@ -28,6 +28,8 @@ NOTEBOOKS = "notebooks"
 EXECUTED = Path("book") / "chapters"
 TIMINGS = Path("book") / "_timings.json"
 DEFAULT_TIMEOUT = 1200  # seconds per chapter on the organism (2 CPU cores)
+#: exit status of an interrupted run (128 + SIGINT, as a shell reports it)
+INTERRUPTED = 130
 
 
 #: book pages that are notebooks too, executed after the chapters (the front page reads their results)
@@ -70,15 +72,56 @@ def execute_one(src: Path, dst: Path, parameters: dict, timeout: int) -> dict:
         cmd = [sys.executable, "-m", "mfutils.runner", "_one", str(src), str(dst), json.dumps(parameters), str(timeout),
                str(stats)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=project_root(), timeout=timeout + 120)
+        # its own session: Ctrl-C reaches this process only, which then stops the chapter as a
+        # whole. Sent to the terminal's process group, SIGINT interrupted the kernel's cell and
+        # papermill carried on to the next chapter (measured)
+        proc = subprocess.Popen(cmd, cwd=project_root(), start_new_session=True)
+        try:
+            proc.wait(timeout=timeout + 120)
+        except subprocess.TimeoutExpired:  # papermill's own per-cell limit did not fire
+            _stop(proc)
+        except BaseException:  # Ctrl-C: stop the chapter, keep its partial notebook
+            _stop(proc)
+            raise
         seconds = time.perf_counter() - t0
         peak = json.loads(stats.read_text())["peak_rss_mb"] if stats.exists() else None
     return {"chapter": src.stem, "ok": proc.returncode == 0, "seconds": round(seconds, 1), "peak_rss_mb": peak,
             "executed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def _stop(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """Stop a chapter's process: SIGTERM (papermill shuts its kernel down), then kill its session."""
+    import signal
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the chapter left in its session
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _one(src: str, dst: str, parameters: str, timeout: str, stats: str) -> int:
-    code = _run_papermill(src, dst, parameters, timeout)
+    import signal
+
+    # the parent stops a chapter with SIGTERM; as KeyboardInterrupt it unwinds papermill, which
+    # shuts its kernel down, instead of killing this process with the kernel left running
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        code = _run_papermill(src, dst, parameters, timeout)
+    except KeyboardInterrupt:
+        print(f"\nchapter {Path(src).stem} interrupted; the finished notebook at {dst} is untouched",
+              file=sys.stderr)
+        code = INTERRUPTED
     # the kernel is this process's child: its peak resident memory is the chapter's
     kernel = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     Path(stats).write_text(json.dumps({"peak_rss_mb": round(kernel)}))
@@ -95,7 +138,8 @@ def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
         pm.execute_notebook(
             src, str(tmp), parameters=json.loads(parameters), cwd=str(project_root()), kernel_name="python3",
             progress_bar=sys.stderr.isatty(), execution_timeout=int(timeout), report_mode=False,
-            log_output=False, request_save_on_cell_execute=False,
+            # saved after every cell, so an interrupted or failed chapter leaves what it had done
+            log_output=False, request_save_on_cell_execute=True,
         )
     except PapermillExecutionError as err:
         print(f"\nchapter {Path(src).stem} failed in cell {err.cell_index} (execution count {err.exec_count}): "
@@ -130,19 +174,39 @@ def execute(names: list[str], parameters: dict, timeout: int, out: Path | None =
         out = Path(out) if out else root / "_executed" / _slug(parameters)
         selected = [(s, out / s.name) for s, _ in selected]
         out.mkdir(parents=True, exist_ok=True)
+    timings = run_selected(selected, parameters, timeout, record=not out)
+    if out:
+        print(f"executed notebooks: {selected[0][1].parent}")
+    return timings
+
+
+def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: int, record: bool = False) -> list[dict]:
+    """Execute ``(source, destination)`` pairs in order; stop at the first failure or on Ctrl-C.
+
+    ``record``: merge the timings into the book's record (the organism defaults only). An
+    interrupted run exits with :data:`INTERRUPTED`; the chapters finished before it are recorded,
+    the interrupted one's destination is untouched and its partial notebook stays beside it.
+    """
+    root = project_root()
     timings = []
     for i, (src, dst) in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {src.stem} ...", flush=True)
-        result = execute_one(src, dst, parameters, timeout)
+        try:
+            result = execute_one(src, dst, parameters, timeout)
+        except KeyboardInterrupt:
+            partial = dst.with_name(dst.stem + ".partial.ipynb")
+            print(f"\n[{i}/{len(selected)}] {src.stem}: INTERRUPTED; the committed {dst.name} is untouched"
+                  + (f"; partial notebook at {partial}" if partial.exists() else ""), file=sys.stderr, flush=True)
+            if timings and record:  # the chapters that did finish are recorded as finished
+                _record(root, timings)
+            raise SystemExit(INTERRUPTED) from None
         timings.append(result)
         print(f"[{i}/{len(selected)}] {src.stem}: {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s, "
               f"peak {result['peak_rss_mb']} MB", flush=True)
         if not result["ok"]:
             raise SystemExit(1)
-    if not out:  # only the organism defaults describe the book
+    if record:  # only the organism defaults describe the book
         _record(root, timings)
-    else:
-        print(f"executed notebooks: {selected[0][1].parent}")
     return timings
 
 

@@ -64,3 +64,34 @@ def test_weights_missing_is_told_before_loading(saved_tiny):
     (saved_tiny / "model.safetensors").unlink()
     with pytest.raises(ModelNotAvailableError, match="model.safetensors"):
         check_model(str(saved_tiny))
+
+
+def test_the_dry_run_opens_the_weights_header(saved_tiny):
+    """A corrupt checkpoint fails in check_model (the dry run), before any kernel starts."""
+    from mfutils.loading import check_model
+
+    check_model(str(saved_tiny))  # intact: passes
+    weights = saved_tiny / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:-100])  # truncated: the header describes more bytes than there are
+    with pytest.raises(CorruptCheckpointError, match="truncated.*Re-download"):
+        check_model(str(saved_tiny))
+    weights.write_bytes(b"\xff" * 8 + intact[8:])  # overwritten header length
+    with pytest.raises(CorruptCheckpointError, match="header length"):
+        check_model(str(saved_tiny))
+    weights.write_bytes(intact[:8] + b"x" + intact[9:])  # a byte of the JSON header
+    with pytest.raises(CorruptCheckpointError, match="corrupt"):
+        check_model(str(saved_tiny))
+    weights.unlink()
+    (saved_tiny / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "model-00001.safetensors"}}))
+    with pytest.raises(CorruptCheckpointError, match="missing shard"):
+        check_model(str(saved_tiny))
+
+
+def test_the_dry_run_reports_a_corrupt_checkpoint(saved_tiny):
+    from mfutils.dryrun import DryRunError, dry_run
+
+    weights = saved_tiny / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(DryRunError, match="model: weights .* are corrupt"):
+        dry_run(["00_behaviour"], {"model_id": str(saved_tiny)})

@@ -1,8 +1,13 @@
-"""The loader for the paper's items: reads ../shared/data, rejects malformed rows by index."""
+"""The loader for the paper's items: reads the authors' format, rejects malformed rows by index.
+
+Tests run on a fixture in the authors' format (``tests/data/modality-following``); the ones
+marked ``shared_data`` also read the paper's files in ../shared/data where that is present.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +20,28 @@ DATA = shared_dir() / "data" / "modality-following"
 QWEN_TEXT = DATA / "v3_following_text_open_ended_qwen_vl_2_5_7b_remaining.json"
 LLAVA_VISION = DATA / "v3_following_vision_open_ended_llava-v1.5-7b_remaining.json"
 needs_data = pytest.mark.skipif(not QWEN_TEXT.exists(), reason="../shared/data not present")
+FIXTURE = Path(__file__).parent / "data" / "modality-following"
+FIXTURE_TEXT = FIXTURE / "v3_following_text_open_ended_fixture.json"
+FIXTURE_VISION = FIXTURE / "v3_following_vision_open_ended_fixture.jsonl"
+
+
+def test_reads_the_authors_format():
+    text, vision = load_items(FIXTURE_TEXT), load_items(FIXTURE_VISION)
+    assert len(text) == 3 and len(vision) == 2
+    assert all(it.target == "text" and it.instruction == PAPER_INSTRUCTIONS["text"] for it in text)
+    assert all(it.target == "image" and it.instruction == PAPER_INSTRUCTIONS["image"] for it in vision)
+    it = text[0]
+    assert (it.question, it.answer_image, it.answer_text) == ("What color is the kite?", "red", "green")
+    assert it.candidates_text == ("green", "lime") and it.meta["image_id"] == "000000000101"
+    assert it.meta["paper_instruction"] and it.meta["task"] == "color_recognition"
+    swapped = load_items(FIXTURE_TEXT, swap_target=True)
+    assert swapped[0].target == "image" and swapped[0].instruction == PAPER_INSTRUCTIONS["image"]
+    assert swapped[0].answer_image == "red"  # the answers stay; only the instruction changes
 
 
 @needs_data
 @pytest.mark.shared_data
-def test_reads_the_papers_files():
+def test_reads_the_papers_own_files():
     text = load_items(QWEN_TEXT)
     vision = load_items(LLAVA_VISION)
     assert len(text) == 842 and len(vision) == 896
@@ -50,27 +72,27 @@ def test_malformed_rows_are_reported_with_index_and_reason(tmp_path):
 def test_missing_file_and_bad_json_say_what_to_do(tmp_path):
     with pytest.raises(DataFileError, match="EchoDreamer/Modality-Following"):
         load_items(tmp_path / "v3_following_text_missing.json")
+    with pytest.raises(DataFileError, match="not found"):  # a name without the target in it is missing, too
+        load_items(tmp_path / "typo.json")
     bad = tmp_path / "v3_following_text_bad.jsonl"
     bad.write_text('{"a": 1}\n{oops')
     with pytest.raises(DataFileError, match="not valid JSON"):
         load_items(bad)
 
 
-@needs_data
-@pytest.mark.shared_data
 def test_real_items_encode_with_a_local_image_folder(tmp_path, tiny_bundle):
     from PIL import Image
 
-    items = load_items(QWEN_TEXT)[:3]
+    items = load_items(FIXTURE_TEXT)
     coco = tmp_path / "coco" / "val2014"
     coco.mkdir(parents=True)
     for it in items:
         Image.new("RGB", (40, 30), (200, 10, 10)).save(coco / f"COCO_val2014_{it.meta['image_id']}.jpg")
-    items = load_items(QWEN_TEXT, coco_dir=tmp_path / "coco")[:3]
-    # the tiny organism's word-level vocabulary cannot read COCO captions: a clear error, never <unk>
+    items = load_items(FIXTURE_TEXT, coco_dir=tmp_path / "coco")
+    # the tiny organism's word-level vocabulary cannot read captions: a clear error, never <unk>
     from mfutils.encoding import UnrepresentableTextError
 
-    with pytest.raises(UnrepresentableTextError, match="giraffes"):
+    with pytest.raises(UnrepresentableTextError, match="beach"):
         encode(tiny_bundle, items)
     reader = _byte_level_bundle(tiny_bundle)
     batch = encode(reader, items)

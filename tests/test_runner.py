@@ -1,0 +1,70 @@
+"""The runner's behaviour on interruption: Ctrl-C stops the whole run at once, loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import nbformat
+import pytest
+
+from mfutils import runner
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mfutils import runner
+    pairs = [(Path(sys.argv[1]), Path(sys.argv[2])), (Path(sys.argv[3]), Path(sys.argv[4]))]
+    runner.run_selected(pairs, {}, 600)
+    print("RUN FINISHED")
+""")
+
+
+def _notebook(path, source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path):
+    pidfile = tmp_path / "kernel.pid"
+    slow, later = tmp_path / "slow.ipynb", tmp_path / "later.ipynb"
+    _notebook(slow, f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)")
+    _notebook(later, f"open({str(tmp_path / 'later_ran')!r}, 'w').write('yes')")
+    done, done_later = tmp_path / "out" / "slow.ipynb", tmp_path / "out" / "later.ipynb"
+    done.parent.mkdir()
+    done.write_text("the finished chapter of an earlier run")
+    # a shell sends Ctrl-C's SIGINT to its foreground process group: the driver's own group here
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(slow), str(done), str(later), str(done_later)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pidfile.exists() and pidfile.read_text()):  # the kernel is inside the slow cell
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        kernel = int(pidfile.read_text())
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == runner.INTERRUPTED, (out, err)
+    assert "RUN FINISHED" not in out and "INTERRUPTED" in err
+    assert done.read_text() == "the finished chapter of an earlier run"
+    assert (tmp_path / "out" / "slow.partial.ipynb").exists(), "the partial notebook is kept for inspection"
+    assert not (tmp_path / "later_ran").exists() and not done_later.exists()  # the run did not carry on
+    time.sleep(1)
+    assert not _alive(kernel), "the interrupted chapter's kernel is still running"
