@@ -24,6 +24,7 @@ from .params import ParameterError, RunSpec
 from .paths import project_root
 from .results import IncompleteResultsError, load_run
 from .routing import RoutingSpec
+from .sources import SUFFIX, read_source
 
 #: chapter -> (spec class, finding in the paper's order, short title)
 CHAPTERS: dict[str, tuple[type[RunSpec], str, str]] = {
@@ -37,15 +38,16 @@ CHAPTERS: dict[str, tuple[type[RunSpec], str, str]] = {
 
 
 def notebook_path(chapter: str) -> Path:
-    return project_root() / "notebooks" / f"{chapter}.ipynb"
+    """The chapter's source, MyST Markdown (:mod:`mfutils.sources`)."""
+    return project_root() / "notebooks" / f"{chapter}{SUFFIX}"
 
 
 def notebook_defaults(chapter: str) -> dict:
     """The literal assignments of the notebook's cell tagged ``parameters``."""
-    nb = json.loads(notebook_path(chapter).read_text())
-    for cell in nb["cells"]:
+    nb = read_source(notebook_path(chapter))
+    for cell in nb.cells:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            tree = ast.parse("".join(cell["source"]))
+            tree = ast.parse(cell["source"])
             return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
                     if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
     raise ValueError(f"{notebook_path(chapter)} has no cell tagged 'parameters'")

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .paths import project_root
+from .sources import SUFFIX, write_notebook
 
 NOTEBOOKS = "notebooks"
 EXECUTED = Path("book") / "chapters"
@@ -42,14 +43,14 @@ RECORDED = ("torch", "transformers", "numpy", "pandas", "pyarrow", "scipy", "mat
 
 def chapters(root: Path | None = None) -> list[Path]:
     root = root or project_root()
-    return sorted((root / NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
+    return sorted((root / NOTEBOOKS).glob(f"[0-9][0-9]_*{SUFFIX}"))
 
 
 def notebooks(root: Path | None = None) -> list[tuple[Path, Path]]:
     """(source, executed) pairs in execution order: the chapters, then the other pages."""
     root = root or project_root()
-    pairs = [(src, root / EXECUTED / src.name) for src in chapters(root)]
-    pairs += [(root / NOTEBOOKS / f"{p}.ipynb", root / "book" / f"{p}.ipynb") for p in PAGES]
+    pairs = [(src, root / EXECUTED / f"{src.stem}.ipynb") for src in chapters(root)]
+    pairs += [(root / NOTEBOOKS / f"{p}{SUFFIX}", root / "book" / f"{p}.ipynb") for p in PAGES]
     return pairs
 
 
@@ -129,22 +130,30 @@ def _one(src: str, dst: str, parameters: str, timeout: str, stats: str) -> int:
 
 
 def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
+    """Execute source ``src`` into ``dst``; only a finished run replaces ``dst``."""
+    import tempfile
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     dst_path = Path(dst)
     tmp = dst_path.with_name(dst_path.stem + ".partial.ipynb")
-    try:
-        pm.execute_notebook(
-            src, str(tmp), parameters=json.loads(parameters), cwd=str(project_root()), kernel_name="python3",
-            progress_bar=sys.stderr.isatty(), execution_timeout=int(timeout), report_mode=False,
-            # saved after every cell, so an interrupted or failed chapter leaves what it had done
-            log_output=False, request_save_on_cell_execute=True,
-        )
-    except PapermillExecutionError as err:
-        print(f"\nchapter {Path(src).stem} failed in cell {err.cell_index} (execution count {err.exec_count}): "
-              f"{err.ename}: {err.evalue}\n(partial notebook kept at {tmp})", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory() as folder:
+        notebook = Path(src)
+        if notebook.suffix == SUFFIX:  # a MyST source; papermill reads notebooks
+            notebook = write_notebook(notebook, Path(folder) / f"{notebook.stem}.ipynb")
+        try:
+            pm.execute_notebook(
+                str(notebook), str(tmp), parameters=json.loads(parameters), cwd=str(project_root()),
+                kernel_name="python3", progress_bar=sys.stderr.isatty(), execution_timeout=int(timeout),
+                report_mode=False, log_output=False,
+                # saved after every cell, so an interrupted or failed chapter leaves what it had done
+                request_save_on_cell_execute=True,
+            )
+        except PapermillExecutionError as err:
+            print(f"\nchapter {Path(src).stem} failed in cell {err.cell_index} (execution count {err.exec_count}): "
+                  f"{err.ename}: {err.evalue}\n(partial notebook kept at {tmp})", file=sys.stderr)
+            return 1
     _strip_volatile(tmp)
     os.replace(tmp, dst_path)  # only a finished chapter replaces the committed one
     return 0
@@ -172,7 +181,7 @@ def execute(names: list[str], parameters: dict, timeout: int, out: Path | None =
         raise SystemExit(f"no chapter matches {names}; chapters and pages: {[s.stem for s, _ in every]}")
     if parameters or out:  # the book shows the organism; other parameters execute beside it, never over it
         out = Path(out) if out else root / "_executed" / _slug(parameters)
-        selected = [(s, out / s.name) for s, _ in selected]
+        selected = [(s, out / f"{s.stem}.ipynb") for s, _ in selected]
         out.mkdir(parents=True, exist_ok=True)
     timings = run_selected(selected, parameters, timeout, record=not out)
     if out:
