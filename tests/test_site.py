@@ -81,6 +81,53 @@ def browser():
     driver.quit()
 
 
+#: a host name's last label that is really a file suffix: "http://paper-notes.md" came from a
+#: Markdown file name auto-linked as a URL
+FILE_SUFFIXES = {"md", "py", "ipynb", "yaml", "yml", "json", "csv", "txt", "cfg", "toml", "html"}
+
+
+def external_link_is_well_formed(href: str) -> bool:
+    """http(s) with a dotted host name whose last label is alphabetic and not a file suffix, or mailto."""
+    u = urlparse(href)
+    if u.scheme == "mailto":
+        return "@" in u.path
+    host = u.hostname or ""
+    labels = host.split(".")
+    return (u.scheme in ("http", "https") and len(labels) >= 2 and all(labels)
+            and labels[-1].isalpha() and labels[-1].lower() not in FILE_SUFFIXES)
+
+
+def test_external_link_form():
+    assert external_link_is_well_formed("https://arxiv.org/abs/2602.03677")
+    assert not external_link_is_well_formed("http://paper-notes.md")
+    assert not external_link_is_well_formed("https://localhost/x") and not external_link_is_well_formed("ftp://a.org")
+
+
+#: the widest a table or figure may be: the article column (a tolerance of 1 CSS px)
+OVERFLOW_JS = """
+const col = document.querySelector('article.bd-article') || document.querySelector('main');
+const width = col.clientWidth;
+const right = col.getBoundingClientRect().right;
+const out = [];
+for (const el of col.querySelectorAll('table, img')) {
+  const r = el.getBoundingClientRect();
+  const w = el.tagName === 'TABLE' ? Math.max(el.scrollWidth, r.width) : r.width;
+  if (w > width + 1 || r.right > right + 1) {
+    out.push(el.tagName + ' ' + Math.round(w) + 'px: ' + (el.innerText || el.getAttribute('src') || '').slice(0, 60));
+  }
+}
+return [width, out];
+"""
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_table_or_figure_overflows_the_column(site, browser, page):
+    browser.get(site + page + ".html")
+    width, overflowing = browser.execute_script(OVERFLOW_JS)
+    assert width > 300, f"{page}: no article column found"
+    assert not overflowing, f"{page}: wider than the {width}px column: {overflowing}"
+
+
 @pytest.mark.parametrize("page", toc_pages())
 def test_page_loads_with_its_figures_and_no_broken_links(site, browser, page):
     browser.get(site + page + ".html")
@@ -97,7 +144,8 @@ def test_page_loads_with_its_figures_and_no_broken_links(site, browser, page):
     for href in hrefs:
         url, frag = urldefrag(href)
         if urlparse(url).netloc != urlparse(site).netloc:
-            continue  # external links are not checked (no network here)
+            assert external_link_is_well_formed(href), f"{page}: malformed external link {href}"
+            continue  # no network here: an external link is checked by its form only
         path = HTML / urlparse(url).path.lstrip("/")
         if path.is_dir():
             path = path / "index.html"

@@ -1,0 +1,44 @@
+"""The book's one table helper: no index, no cut cells, formatted numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfutils import tables
+
+
+def test_percentages_fold_their_interval_and_floats_are_short():
+    df = pd.DataFrame({"condition": ["conflict", "control"], "following_ratio": [0.966667, np.nan],
+                       "ci_low": [0.931, np.nan], "ci_high": [0.986, np.nan], "margin": [2.3456789, -0.0001234],
+                       "n": [30, 12]}, index=[5, 9])
+    out = tables.format_frame(df, percent=["following_ratio"], rename={"following_ratio": "following (95% CI)"})
+    assert list(out.columns) == ["condition", "following (95% CI)", "margin", "n"]
+    assert out.iloc[0].tolist() == ["conflict", "96.7% [93.1, 98.6]", "2.35", "30"]
+    assert out.iloc[1].tolist() == ["control", "—", "-1.2e-04", "12"]
+
+
+def test_the_generic_interval_qualifies_one_column_and_own_intervals_win():
+    df = pd.DataFrame({"a": [0.5], "b": [0.25], "b_ci_low": [0.2], "b_ci_high": [0.3], "ci_low": [0.4], "ci_high": [0.6]})
+    out = tables.format_frame(df, percent=["a", "b"])
+    assert out.iloc[0].tolist() == ["50.0% [40.0, 60.0]", "25.0% [20.0, 30.0]"]
+
+
+def test_html_has_no_index_and_whole_escaped_cells():
+    long = "text-following: 0.16 (below chance) " * 4
+    html = tables.render(pd.DataFrame({"claim": [long], "ours": ["<b>"]}, index=[7]))
+    assert long.strip() in html and "…" not in html and "&lt;b&gt;" in html
+    assert "<th></th>" not in html and ">7<" not in html  # no index column
+
+
+def test_a_pivot_shows_its_index_as_columns_and_flat_headers():
+    df = pd.DataFrame({"edge": ["a", "a", "b"], "target": ["image", "text", "image"], "v": [1.0, 2.0, 3.0]})
+    pivot = df.pivot_table(index="edge", columns="target", values=["v"])
+    out = tables.format_frame(pivot)
+    assert list(out.columns) == ["edge", "v image", "v text"]
+    assert out.iloc[1].tolist() == ["b", "3", "—"]
+
+
+def test_plain_text_view_for_nbval_is_stable():
+    t = tables.Table(pd.DataFrame({"x": [0.123456]}))
+    assert repr(t) == "    x\n0.123" and "mf-table" in t._repr_html_()
