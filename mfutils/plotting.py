@@ -1,4 +1,9 @@
-"""Figures: one palette (image vs text), readable at page width, CI bands, labelled axes."""
+"""Figures: one palette (image vs text), readable at page width, CI bands, labelled axes.
+
+Readable means: drawn :data:`WIDTH` inches wide, the width of the book's page column, at
+:data:`DPI`, with no text under :data:`MIN_FONT_PT` points, so a figure shown at page width
+keeps its point sizes. :func:`check_readable` enforces it when a chapter saves a figure.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +14,112 @@ import seaborn as sns
 #: One colour per modality across the whole book.
 PALETTE = {"image": "#1f77b4", "text": "#d62728", "Vision Following": "#1f77b4", "Text Following": "#d62728"}
 PAPER_STYLE = {"color": "0.45", "linestyle": "--", "linewidth": 1.4}
+#: inches; the page column is about 676 CSS px (7.0 in at 96 px per inch)
 WIDTH = 7.0
+DPI = 150
+MIN_FONT_PT = 8.0
+
+
+class UnreadableFigureError(ValueError):
+    """A figure with text too small or a width beyond the page column."""
 
 
 def setup() -> None:
     """Seaborn theme and deterministic PNG output for every chapter."""
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    sns.set_theme(context="notebook", style="whitegrid")
     # verdict and rule tables hold sentences: never cut a cell at pandas' default 50 characters
     pd.set_option("display.max_colwidth", None)
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 110, "svg.hashsalt": "mfutils", "figure.max_open_warning": 0})
+    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "svg.hashsalt": "mfutils", "figure.max_open_warning": 0,
+                         "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8.5,
+                         "ytick.labelsize": 8.5, "legend.fontsize": 8.5, "legend.title_fontsize": 9,
+                         "figure.titlesize": 10, "figure.labelsize": 9})
+
+
+def check_readable(fig) -> None:
+    """Raise :class:`UnreadableFigureError` if ``fig`` is wider than the page column or any
+    visible text in it is smaller than :data:`MIN_FONT_PT` points."""
+    from matplotlib.text import Text
+
+    width = fig.get_size_inches()[0]
+    problems = [f"{width:.2f} in wide (the page column is {WIDTH} in)"] if width > WIDTH + 1e-6 else []
+    small = sorted({(round(t.get_fontsize(), 1), t.get_text()[:30]) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-6})
+    if small:
+        problems.append(f"{len(small)} text(s) under {MIN_FONT_PT:g} pt, e.g. " + "; ".join(f"{s} pt {t!r}" for s, t in small[:4]))
+    if problems:
+        raise UnreadableFigureError("figure not readable at page width: " + "; ".join(problems))
+
+
+def show(fig) -> None:
+    """Check ``fig`` (:func:`check_readable`) and show it: for figures a page draws without saving."""
+    check_readable(fig)
+    plt.show()
+
+
+def example_panels(items: list, ncols: int = 2, wrap: int = 44):
+    """Conflict items as the model sees them: each image, titled with the instructed modality,
+    above its text context, instruction, question and the answer each modality gives."""
+    import textwrap
+
+    from .loading import load_image
+
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 3.3 * nrows), squeeze=False)
+    for ax, it in zip(axes.ravel(), items):
+        ax.imshow(load_image(it), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"told to follow the {it.target}" if it.target else "no instruction",
+                     color=PALETTE.get(it.target, "black"))
+        follow = it.answer_image if it.target == "image" else it.answer_text
+        lines = [textwrap.fill(f"text: {it.context}", wrap), textwrap.fill(f"instruction: {it.instruction}", wrap),
+                 f"Q: {it.question}", f"image says {it.answer_image}; text says {it.answer_text}",
+                 f"instructed answer: {follow}"]
+        ax.set_xlabel("\n".join(lines), loc="left", fontsize=MIN_FONT_PT)
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def direction_label(target: str) -> str:
     return {"image": "Vision Following", "text": "Text Following"}.get(target, target)
 
 
-def bar_with_ci(ax, summary: pd.DataFrame, x: str, y: str = "following_ratio", hue: str | None = None, ylabel: str = ""):
-    """Bars of ``y`` with ``ci_low``/``ci_high`` error bars (one bar per row of ``summary``)."""
-    labels = summary[x].astype(str).tolist()
-    colours = [PALETTE.get(str(summary[hue].iloc[i]) if hue else "", "0.5") for i in range(len(summary))]
-    ax.bar(range(len(summary)), summary[y], color=colours, alpha=0.85)
-    err = [summary[y] - summary["ci_low"], summary["ci_high"] - summary[y]]
-    ax.errorbar(range(len(summary)), summary[y], yerr=err, fmt="none", ecolor="black", capsize=3, linewidth=1)
-    ax.set_xticks(range(len(summary)))
-    ax.set_xticklabels(labels, rotation=20, ha="right")
-    ax.set_ylabel(ylabel or y)
-    return ax
-
-
 def hbar_with_ci(ax, table: pd.DataFrame, label: str, value: str = "following_ratio", hue: str | None = None,
                  xlabel: str = ""):
     """Horizontal bars of ``value`` with ``ci_low``/``ci_high`` error bars, one per row, labelled
-    by ``label`` (long labels stay readable, unlike rotated x tick labels)."""
+    by ``label`` (long labels stay readable, unlike rotated x tick labels; the book draws no
+    vertical bar chart)."""
     colours = [PALETTE.get(str(table[hue].iloc[i]) if hue else "", "0.5") for i in range(len(table))]
     y = range(len(table))
     ax.barh(y, table[value], color=colours, alpha=0.85)
     err = [table[value] - table["ci_low"], table["ci_high"] - table[value]]
     ax.errorbar(table[value], y, xerr=err, fmt="none", ecolor="black", capsize=2, linewidth=1)
     ax.set_yticks(list(y))
-    ax.set_yticklabels(table[label].astype(str).tolist(), fontsize=8)
+    ax.set_yticklabels(table[label].astype(str).tolist())
     ax.set_xlabel(xlabel or value)
     return ax
+
+
+def scale_of(values) -> float:
+    """The largest |value| (NaN ignored), or 1 when there is none: a factor to divide a curve by."""
+    import numpy as np
+
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    return float(v.max()) if len(v) and v.max() > 0 else 1.0
+
+
+def normalised(df: pd.DataFrame, value: str, also: list[str] = ()) -> pd.DataFrame:
+    """``df`` (sorted along the curve) with ``value`` and the ``also`` columns divided by
+    |``value``| at the curve's last point, so two models' curves on different scales end at ±1
+    and share one zero. The factor is in ``.attrs["scale"]`` (1 when the last value is 0)."""
+    out = df.copy()
+    scale = scale_of(df[value].iloc[-1:])
+    for col in [value, *also]:
+        out[col] = df[col] / scale
+    out.attrs["scale"] = scale
+    return out
 
 
 def line_with_band(ax, df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None, label: str = "",
@@ -78,14 +148,17 @@ def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
 def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
                     ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = "",
                     band: tuple[float, float] | None = None):
-    """Grid: one row per direction, one column per edge; ours (solid, 95% CI band where the
+    """Grid: one row per edge, one column per direction; ours (solid, 95% CI band where the
     curve has one) and the paper's (dashed grey, Qwen2.5-VL-7B) on relative depth. ``band``:
-    a relative-depth range to shade (a rule's pre-registered layer band)."""
+    a relative-depth range to shade (a rule's pre-registered layer band).
+
+    The two directions of an edge share one y scale (a row), so their zeros sit at the same
+    height and compare by eye; edges differ by orders of magnitude, so rows scale apart."""
     targets = ["image", "text"]
-    fig, axes = plt.subplots(len(targets), len(edges), figsize=(WIDTH, 1.9 * len(targets) + 0.6), sharex=True,
-                             squeeze=False)
-    for i, target in enumerate(targets):
-        for j, edge in enumerate(edges):
+    fig, axes = plt.subplots(len(edges), len(targets), figsize=(WIDTH, 1.45 * len(edges) + 1.1), sharex=True,
+                             sharey="row", squeeze=False)
+    for i, edge in enumerate(edges):
+        for j, target in enumerate(targets):
             ax = axes[i, j]
             c = curve[(curve["edge"] == edge) & (curve["target"] == target)].sort_values("depth")
             if not c.empty:
@@ -99,11 +172,7 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
             if not p.empty:
                 ax.plot(p["depth"], p["value"], label="paper", **PAPER_STYLE)
             ax.axhline(0, color="black", linewidth=0.6)
-            if i == 0:
-                ax.set_title(edge, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(direction_label(target), fontsize=8)
-            ax.tick_params(labelsize=6)
+            ax.set_title(f"{edge} · {direction_label(target)}", fontsize=MIN_FONT_PT + 0.5)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label="organism, vision following"),
@@ -111,10 +180,12 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
                Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
     if paper.empty:
         handles = handles[:2]
-    fig.supxlabel("relative depth (layer / number of layers)", fontsize=8)
-    fig.supylabel(ylabel, fontsize=8)
+    fig.supxlabel("relative depth (layer / number of layers)")
+    fig.supylabel(ylabel)
+    top = 1 - 0.75 / fig.get_size_inches()[1]  # room for the title and the legend above the grid
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize=7, frameon=False)
+        fig.suptitle(title, y=0.995)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.35 / fig.get_size_inches()[1]),
+               ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
     return fig

@@ -66,8 +66,11 @@ class RunWriter:
 
     def save_figure(self, fig, name: str, data: pd.DataFrame | None = None) -> Path:
         """Save ``fig`` as PNG (fixed metadata so reruns are byte-identical) and its data as CSV."""
+        from .plotting import DPI, check_readable
+
+        check_readable(fig)
         p = self.path(name if name.endswith(".png") else name + ".png")
-        fig.savefig(p, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(p, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
         if data is not None:
             data.to_csv(p.with_suffix(".csv"), index=False)
         return p

@@ -1,0 +1,39 @@
+"""Figures must be readable at page width: the check every saved figure passes."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from mfutils import plotting  # noqa: E402
+
+
+def test_small_text_and_wide_figures_are_refused():
+    plotting.setup()
+    fig, ax = plt.subplots(figsize=(plotting.WIDTH, 2))
+    ax.plot([0, 1], [0, 1], label="a curve")
+    ax.legend()
+    plotting.check_readable(fig)  # the theme's sizes pass
+    ax.set_title("tiny", fontsize=6)
+    with pytest.raises(plotting.UnreadableFigureError, match="6.0 pt 'tiny'"):
+        plotting.check_readable(fig)
+    wide, _ = plt.subplots(figsize=(plotting.WIDTH + 2, 2))
+    with pytest.raises(plotting.UnreadableFigureError, match="9.00 in wide"):
+        plotting.check_readable(wide)
+    plt.close("all")
+
+
+def test_the_knockout_grid_is_readable():
+    plotting.setup()
+    edges = ["Vision -/-> Text", "TextCtx -/-> Instruction", "Vision -/-> Last"]
+    curve = pd.DataFrame([{"edge": e, "target": t, "depth": (l + 0.5) / 8, "i_nssd": -0.1 * l, "ci_low": -0.1 * l - 0.05,
+                           "ci_high": -0.1 * l + 0.05} for e in edges for t in ("image", "text") for l in range(8)])
+    paper = pd.DataFrame(columns=["series", "direction", "layer", "depth", "value"])
+    fig = plotting.curves_vs_paper(curve, paper, edges, title="a title")
+    plotting.check_readable(fig)
+    assert fig.get_size_inches()[0] == plotting.WIDTH and fig.dpi == plotting.DPI
+    plt.close("all")
