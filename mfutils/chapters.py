@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -26,15 +26,65 @@ from .results import IncompleteResultsError, load_run
 from .routing import RoutingSpec
 from .sources import SUFFIX, read_source
 
-#: chapter -> (spec class, finding in the paper's order, short title)
-CHAPTERS: dict[str, tuple[type[RunSpec], str, str]] = {
-    "00_behaviour": (BehaviourSpec, "baseline", "Modality following at baseline"),
-    "01_shallow_routing": (RoutingSpec, "finding 1", "Shallow routing into the instruction anchors"),
-    "02_deep_arbitration": (ArbitrationSpec, "finding 2", "Deep arbitration"),
-    "03_mlp_inertia": (InertiaSpec, "finding 3", "MLP inertia"),
-    "04_sparse_heads": (HeadsSpec, "finding 4", "Sparse arbitration heads"),
-    "05_causal_interventions": (CausalSpec, "finding 5", "Causal interventions"),
-}
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book: the one place its number, title and paper reference live.
+
+    Headings, the table of contents, the front page and the prose all use :attr:`heading` and
+    :attr:`number` (a test checks the sources against this table); the claims and the paper's
+    numbers are the chapter's rows of :data:`mfutils.rules.RULES`.
+    """
+
+    name: str
+    number: int
+    spec: type[RunSpec]
+    title: str
+    #: which finding of the paper's story it covers (the brief's order: 1 routing … 5 interventions)
+    finding: str
+    #: where the paper states it (its own section and figure names)
+    paper: str
+    #: what would decide the chapter's question on a real model (closes "What this run shows")
+    decide: str = ""
+
+    @property
+    def heading(self) -> str:
+        return f"{self.number} · {self.title}"
+
+    @property
+    def label(self) -> str:
+        return f"chapter {self.number}"
+
+
+REGISTRY: tuple[Chapter, ...] = (
+    Chapter("00_behaviour", 0, BehaviourSpec, "Modality following at baseline", "baseline",
+            "the modality-following ratio and the per-model item filter",
+            decide="Chapter 0 is the gate for the rest: on a real MLLM, run it with the family's parameter file and the paper's items (`data` = a file from `../shared/data`); a model that does not follow the instruction on most filtered conflicts cannot show how it arbitrates. The paper's item counts per model (its filter's yield) are the only public baseline."),
+    Chapter("01_shallow_routing", 1, RoutingSpec, "Shallow routing into the instruction anchors", "finding 1",
+            "Figures 2–3 (attention knockout), rebuttal Figures A1–A3, A7–A10",
+            decide="Run this chapter on Qwen2.5-VL-7B (`notebooks/params/qwen2.5-vl-7b.yaml`), the model the paper's curves come from, with `window` 3: the paper's routes into the instruction tokens either appear at depth 0.45–0.60 with confidence intervals that exclude zero, beating the routes that bypass them, or they do not."),
+    Chapter("02_deep_arbitration", 2, ArbitrationSpec, "Deep arbitration", "finding 2",
+            "the logit lens at the last position (A11) and LDAR at the instruction tokens",
+            decide="On Qwen2.5-VL-7B the paper reports a lens margin near zero until depth 0.65 and LDAR above 95% at the instruction tokens in deep layers. Re-running this chapter there, with the chance baseline and the failed samples this chapter adds, tells whether that LDAR is more than the following ratio itself."),
+    Chapter("03_mlp_inertia", 3, InertiaSpec, "MLP inertia", "finding 3",
+            "MLP contributions on average (A12) and on failed samples (A13–A14)",
+            decide="The claim is about failed samples, so it needs a model that fails often enough under the paper's own instructions: at least 30 failures per direction on the paper's items. The causal check (mean-ablating the late MLPs) then says whether the MLPs' push against the answer is the cause of failure or a correlate."),
+    Chapter("04_sparse_heads", 4, HeadsSpec, "Sparse arbitration heads", "finding 4",
+            "about 5% of heads (≈ 39 of 784 on Qwen2.5-VL-7B)",
+            decide="On a 7B model, run with `exhaustive: false` (the fast scorer, with exact ablation of its shortlist), and compare the arbitration heads' depths and their share of the effect with the paper's ≈ 39 of 784 heads. Whether those heads sit in the deep layers, as the paper's arbitration story needs, decides it."),
+    Chapter("05_causal_interventions", 5, CausalSpec, "Causal interventions", "finding 5",
+            "blocking, amplification and general ability",
+            decide="The paper's 60% drop and 60% repair are for its own head sets on 7B models. Run this chapter on one of them with `n_random` ≥ 20: the verdict then says whether blocking the arbitration heads cuts following more than random heads from the same layers, while the controls stay, and whether α = 2 repairs failures without breaking successes."),
+)
+
+#: chapter name -> its :class:`Chapter`, in the book's order
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in REGISTRY}
+
+
+def entry(name: str) -> Chapter:
+    """The registry entry of ``name`` (a chapter name such as ``"02_deep_arbitration"``)."""
+    if name not in CHAPTERS:
+        raise ParameterError(f"unknown chapter {name!r}; chapters: {sorted(CHAPTERS)}")
+    return CHAPTERS[name]
 
 
 def notebook_path(chapter: str) -> Path:
@@ -53,15 +103,18 @@ def notebook_defaults(chapter: str) -> dict:
     raise ValueError(f"{notebook_path(chapter)} has no cell tagged 'parameters'")
 
 
+def contents_markdown(prefix: str = "chapters/") -> str:
+    """The front page's list of chapters: heading, the finding it covers, link (from :data:`REGISTRY`)."""
+    return "\n".join(f"- [{c.heading}]({prefix}{c.name}.ipynb) — {c.finding}: {c.paper}" for c in REGISTRY)
+
+
 def chapter_spec(chapter: str, **overrides) -> RunSpec:
     """The spec a papermill run of ``chapter`` with ``overrides`` (``-p`` values) would build.
 
     Overrides a chapter does not take (e.g. ``n_random`` for chapter 01) are ignored, as they
     are when one parameters file serves every chapter.
     """
-    if chapter not in CHAPTERS:
-        raise ParameterError(f"unknown chapter {chapter!r}; chapters: {sorted(CHAPTERS)}")
-    spec_cls = CHAPTERS[chapter][0]
+    spec_cls = entry(chapter).spec
     known = {f.name for f in fields(spec_cls)} - {"chapter"}
     params = {**notebook_defaults(chapter), **{k: v for k, v in overrides.items() if k in known}}
     return spec_cls(chapter=chapter, **params)
@@ -79,7 +132,8 @@ def summary_table(**overrides) -> pd.DataFrame:
     run gets one row saying so (its verdict is ``not run``), never a stale or partial number.
     """
     rows = []
-    for chapter, (_, finding, title) in CHAPTERS.items():
+    for ch in REGISTRY:
+        chapter, finding, title = ch.name, ch.finding, ch.heading
         spec = chapter_spec(chapter, **overrides)
         defaults = notebook_defaults(chapter)
         cmd = reproduce_command(chapter, {k: v for k, v in overrides.items() if k in defaults and defaults[k] != v})
@@ -97,17 +151,34 @@ def summary_table(**overrides) -> pd.DataFrame:
 
 def all_parameters() -> set[str]:
     """Every parameter name some chapter takes."""
-    return {f.name for spec_cls, _, _ in CHAPTERS.values() for f in fields(spec_cls)} - {"chapter"}
-
-
-def injected_parameters(namespace: dict) -> dict:
-    """The chapter parameters among a page notebook's globals (its own and papermill's ``-p``)."""
-    known = all_parameters()
-    return {k: v for k, v in namespace.items() if k in known}
+    return {f.name for c in REGISTRY for f in fields(c.spec)} - {"chapter"}
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
+
+
+#: verdict labels in the order a sentence lists them
+VERDICT_ORDER = ("reproduced", "met", "partly", "not reproduced", "not met", "not measurable", "not measured", "not run")
+
+
+def verdict_sentence(table: pd.DataFrame) -> str:
+    """The summary table's verdicts as a sentence: "Of 20 claims, 3 are reproduced, …"."""
+    counts = verdict_counts(table)
+    order = [v for v in VERDICT_ORDER if v in counts] + sorted(set(counts) - set(VERDICT_ORDER))
+    parts = [f"{counts[v]} {v}" for v in order]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"**Of the {len(table)} claims below: {listed}.**"
+
+
+def commands_markdown(overrides: dict) -> str:
+    """One command per chapter that re-runs it with the front page's parameters."""
+    lines = []
+    for c in REGISTRY:
+        defaults = notebook_defaults(c.name)
+        changed = {k: v for k, v in overrides.items() if k in defaults and defaults[k] != v}
+        lines.append(f"{reproduce_command(c.name, changed)}   # {c.heading}")
+    return "Re-run a chapter:\n\n```bash\n" + "\n".join(lines) + "\n```"
 
 
 def plain_summary(verdict: pd.DataFrame) -> str:

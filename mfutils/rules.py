@@ -48,6 +48,15 @@ TARGET_PAPER = 0.90
 TARGET_PHRASING = 0.80
 MIN_PHRASINGS_MET = 10
 
+#: Thresholds of the anomaly rules that write each chapter's "What this run shows"
+#: (:mod:`mfutils.discussion`), fixed before any run:
+#: ``early_depth``: an effect, margin or head set below this relative depth is "at the first
+#: layers" (the first quarter; the paper's routing band starts at 0.45);
+#: ``chance_margin``: a rate this far below its constant-reader baseline is "below chance";
+#: ``rise_tolerance``: a blocking curve that climbs this much (share of samples) after a fall is
+#: "not monotonic", and an α ≤ 0 repair this much above α = 2 is reported.
+ANOMALY = {"early_depth": 0.25, "chance_margin": 0.02, "rise_tolerance": 0.10}
+
 DEEP = (0.5, 1.0)
 LATE = (0.75, 1.0)
 #: the paper's critical routing layers, 13-16 of 28, as relative depth

@@ -95,3 +95,25 @@ def test_the_unseen_phrasing_view_reads_without_nan():
     v = phrasing_view(p)
     assert list(v["followed"]) == ["96% [90%, 100%] of 50", "cannot be read: no token for 'Believe'"]
     assert "nan" not in v.to_html(index=False).lower()
+
+
+def test_one_numbering_the_registry():
+    """Headings, the TOC and the prose use the registry's numbers; nothing else numbers chapters."""
+    import re
+
+    import yaml
+
+    from mfutils.paths import project_root
+    from mfutils.sources import read_source
+
+    toc = yaml.safe_load((project_root() / "_toc.yml").read_text())
+    part = toc["parts"][0]
+    assert not part.get("numbered"), "the TOC must not add its own numbers: the headings carry them"
+    assert [c["file"].split("/")[-1] for c in part["chapters"]] == list(chapters.CHAPTERS)
+    for ch in chapters.REGISTRY:
+        nb = read_source(chapters.notebook_path(ch.name))
+        assert nb.cells[0]["source"].splitlines()[0] == f"# {ch.heading}"
+    for src in (project_root() / "notebooks").glob("*.md"):
+        prose = src.read_text()
+        assert not re.search(r"\b[Cc]hapters? 0\d", prose), f"{src.name}: chapters are numbered 0–5, not 00–05"
+        assert not re.search(r"\b[Ff]indings? \d", prose), f"{src.name}: a finding number outside the registry"

@@ -1,0 +1,49 @@
+"""The generated discussion: each anomaly rule fires on the pattern it names, and only then."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mfutils import discussion
+
+
+def _curve(peak_layer, value=-1.0, n_layers=8):
+    return pd.DataFrame([{"edge": "Vision -/-> Text", "target": "image", "layer": l, "depth": (l + 0.5) / n_layers,
+                          "log_odds": value if l == peak_layer else 0.0} for l in range(n_layers)])
+
+
+def test_early_effects_fire_on_a_first_layer_peak_only():
+    assert "depth 0.06" in discussion.early_effects(_curve(0))[0]
+    assert discussion.early_effects(_curve(4)) == []
+    assert discussion.early_effects(_curve(0, value=-0.1)) == []  # below the effect threshold
+
+
+def test_non_monotonic_blocking_and_negative_alpha():
+    rows = [{"measure": "MF text", "fraction": f, "baseline": 1.0, "top": t} for f, t in ((0.01, 0.03), (0.02, 0.9), (0.05, 0.6))]
+    out = discussion.non_monotonic(pd.DataFrame(rows))
+    assert out and "1.00 → 0.03 → 0.90 → 0.60" in out[0]
+    falling = [{"measure": "MF text", "fraction": f, "baseline": 1.0, "top": t} for f, t in ((0.01, 0.9), (0.02, 0.5), (0.05, 0.45))]
+    assert discussion.non_monotonic(pd.DataFrame(falling)) == []
+    amp = pd.DataFrame({"alpha": [-1.0, 0.0, 2.0], "repaired": [0.35, 0.1, 0.02]})
+    assert "α = -1 repairs 35%" in discussion.negative_alpha_repairs(amp)[0]
+    assert discussion.negative_alpha_repairs(amp.assign(repaired=[0.0, 0.0, 0.5])) == []
+
+
+def test_below_chance_and_early_heads_and_margin():
+    ldar = pd.DataFrame([{"read": "mean", "outcome": "all", "target": "text", "layer": l, "ldar": 0.47, "chance": 0.99,
+                          "balanced": 0.5} for l in range(8)])
+    assert "LDAR 0.47 against 0.99" in discussion.below_chance(ldar, 8)[0]
+    assert discussion.below_chance(ldar.assign(ldar=0.99), 8) == []
+    assert "layers [0, 1]" in discussion.early_heads([(0, 3), (1, 2)], 8)[0]
+    assert discussion.early_heads([(0, 3), (6, 2)], 8) == []
+    assert "layer 0" in discussion.early_margin({"image": 0, "text": 6}, 8)[0]
+    assert discussion.early_margin({"image": 5}, 8) == []
+
+
+def test_the_section_says_each_verdict_group_and_what_would_decide():
+    v = pd.DataFrame([{"claim": "A holds.", "ours": "1.0", "verdict": "reproduced"},
+                      {"claim": "B holds", "ours": "0.1", "verdict": "not reproduced"}])
+    text = discussion.what_this_run_shows("05_causal_interventions", v, [], "organism")
+    assert "**Agrees with the paper.** A holds (ours: 1.0)." in text and "**Does not agree.** B holds" in text
+    assert "None of the anomaly rules" in text and "What would decide it on a real model" in text
+    assert "Anomalies" not in discussion.what_this_run_shows("00_behaviour", v, None, "organism")
