@@ -121,6 +121,20 @@ def phrasing_view(phrasings: pd.DataFrame) -> pd.DataFrame:
                          "followed": phrasings.apply(cell, axis=1)})
 
 
+#: the figure's kinds, top to bottom
+FIGURE_KINDS = ("conflict", "consistent", "image_only", "text_only")
+
+
+def figure_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows chapter 0's bar chart shows, bottom to top for ``barh``, with a
+    ``label`` ("condition · kind → target") and a ``hue`` (the modality the answer must come from)."""
+    d = summary[summary["kind"].isin(FIGURE_KINDS)].copy()
+    d["label"] = d["condition"] + " · " + d["kind"].str.replace("_", "-") + d["target"].map(lambda t: "" if t == "-" else f" → {t}")
+    d["hue"] = d["target"].where(d["target"] != "-", d["kind"].str.replace("_only", ""))
+    d["order"] = d["kind"].map(FIGURE_KINDS.index)
+    return d.sort_values(["condition", "order", "target"], kind="stable").iloc[::-1].drop(columns="order").reset_index(drop=True)
+
+
 def prior_split(readouts: pd.DataFrame) -> pd.DataFrame:
     """Following ratio on colour conflicts, split by whether the competitor is the noun's prior."""
     c = readouts[(readouts["kind"] == "conflict") & readouts["prior"].notna()]

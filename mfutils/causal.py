@@ -55,10 +55,6 @@ def random_same_layers(top: list[tuple[int, int]], n_heads: int, rng: np.random.
     return out
 
 
-def mf_by_target(table: pd.DataFrame) -> dict[str, float]:
-    return {t: float((g["decision"] == 1).mean()) for t, g in table.groupby("target")}
-
-
 def blocking_curve(bundle, items, controls, head_sets: dict[float, list[tuple[int, int]]], batch_size: int,
                    n_random: int, seed: int) -> pd.DataFrame:
     """MF ratio (per direction) and control accuracy with each fraction's head set zeroed, and

@@ -28,7 +28,7 @@ import torch
 
 from .encoding import batches, encode
 from .interventions import capture, scale_heads
-from .interventions.heads import _track, hooks_removed_on_exit
+from .interventions.heads import track_hook, hooks_removed_on_exit
 from .metrics import answer_tokens, forward_last_logits, readout
 from .params import RunSpec
 
@@ -83,7 +83,7 @@ def _alpha_gradient(adapter, metric: Metric, alpha: torch.Tensor) -> torch.Tenso
 
     with torch.enable_grad(), hooks_removed_on_exit() as handles:
         for layer in range(adapter.n_layers):
-            _track(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(layer)))
+            track_hook(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(layer)))
         m = metric()
         m.float().mean().backward()
     return a.grad.detach().float().cpu()

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .interventions import capture
-from .interventions.heads import _track, hooks_removed_on_exit
+from .interventions.heads import track_hook, hooks_removed_on_exit
 
 
 @dataclass
@@ -75,7 +75,7 @@ def clean_run(bundle, batch) -> CleanRun:
 
     every = torch.arange(T, device=bundle.device)[None].expand(len(batch.lengths), -1)
     with hooks_removed_on_exit() as handles, capture(ad, every, points=("resid_pre",)) as store:
-        _track(handles, lm.register_forward_pre_hook(record, with_kwargs=True))
+        track_hook(handles, lm.register_forward_pre_hook(record, with_kwargs=True))
         out = bundle.model(**batch.inputs, use_cache=True)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     keys = [cache.layers[l].keys for l in range(ad.n_layers)]

@@ -134,3 +134,18 @@ def verdicts(meta: pd.DataFrame, tr, base: pd.DataFrame, ablated: pd.DataFrame, 
     rows.append(rules.verdict_row(r, f"MF change {rules.fmt_ci(*change, digits=3)} over {len(b)} conflicts; controls: {ctrl}",
                                   rules.directional(r, *change)))
     return pd.DataFrame(rows)
+
+
+def stage1_logits(meta: pd.DataFrame, trace, n_layers: int, n_boot: int) -> pd.DataFrame:
+    """On failed samples, per direction: the lens logit of the following and of the competing
+    answer at each layer (the paper's stage 1, Figure A13), with bootstrap CIs.
+
+    Columns: those of :func:`mfutils.lens.summarize_layers` (``logit`` the mean), ``target``,
+    ``quantity`` (``follow`` / ``comp``)."""
+    parts = per_layer(trace)
+    rows = []
+    for target in ("image", "text"):
+        sel = ((meta["target"] == target) & (meta["decision"] == -1)).to_numpy()
+        for q in ("follow", "comp"):
+            rows.append(summarize_layers(parts[f"{q}_lens"][sel], n_layers, "logit", n_boot).assign(target=target, quantity=q))
+    return pd.concat(rows, ignore_index=True)

@@ -21,6 +21,7 @@ import torch
 from .encoding import batches, encode
 from .interventions import capture
 from .metrics import answer_tokens, forward_last_logits
+from .rules import depth
 
 
 @dataclass
@@ -165,7 +166,7 @@ def summarize_layers(values: np.ndarray, n_layers: int, name: str, n_boot: int =
     idx = rng.integers(0, B, size=(n_boot, B))
     boots = np.nanmean(values[idx], axis=1)  # (n_boot, L)
     lo, hi = np.nanquantile(boots, [0.025, 0.975], axis=0)
-    return pd.DataFrame({"layer": np.arange(n_layers), "depth": (np.arange(n_layers) + 0.5) / n_layers,
+    return pd.DataFrame({"layer": np.arange(n_layers), "depth": depth(np.arange(n_layers), n_layers),
                          name: np.nanmean(values, 0), "ci_low": lo, "ci_high": hi, "n": B})
 
 
@@ -206,7 +207,7 @@ def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame
     for layer in range(xf.shape[1]):
         w, b = fit_ridge_probe(xf[:, layer], yf)
         acc = float((((xt[:, layer] @ w + b) > 0) == yt).mean())
-        rows.append({"layer": layer, "depth": (layer + 0.5) / xf.shape[1], "probe_accuracy": acc})
+        rows.append({"layer": layer, "depth": float(depth(layer, xf.shape[1])), "probe_accuracy": acc})
     return pd.DataFrame(rows)
 
 
@@ -231,7 +232,7 @@ def decision_probe(fit_meta: pd.DataFrame, fit_states: np.ndarray, meta: pd.Data
     for layer in range(states.shape[1]):
         w, b = fit_ridge_probe(fit_states[keep_f, layer], yf)
         right = ((states[keep, layer] @ w + b) > 0) == y
-        rows.append({"layer": layer, "depth": (layer + 0.5) / states.shape[1],
+        rows.append({"layer": layer, "depth": float(depth(layer, states.shape[1])),
                      "probe: all": float(right.mean()),
                      "probe: followed": float(right[followed].mean()) if followed.any() else float("nan"),
                      "probe: failed": float(right[~followed].mean()) if (~followed).any() else float("nan"),

@@ -38,8 +38,6 @@ NEUTRAL_SENTENCE = (
     "final answer to the question."
 )
 
-SEGMENT_NAMES = ("text_context", "instruction", "neutral", "question", "constraint")
-
 #: Where the modality instruction goes relative to the rest of the user turn.
 LAYOUTS = {
     # the paper's main layout

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .prompts import CONSTRAINT, PAPER_INSTRUCTIONS
+from .prompts import PAPER_INSTRUCTIONS
 from .schema import Item, ItemError
 
 REQUIRED = ("image_id", "context", "answer_img", "answer_text", "question2")
@@ -134,7 +134,3 @@ def _with_instruction(item: Item, target: str) -> Item:
     d.update(target=target, instruction=PAPER_INSTRUCTIONS[target])
     return Item.from_dict(d)
 
-
-def check_constraint(row: dict) -> bool:
-    """True if the row's question2 ends with the paper's constraint sentence."""
-    return str(row.get("question2", "")).rstrip().endswith(CONSTRAINT)

@@ -77,10 +77,6 @@ def first_target(spans, target: str) -> int:
     return min(min(sp[target]) if sp[target] else 10**9 for sp in spans)
 
 
-def _binary_follow(r) -> tuple[torch.Tensor, torch.Tensor]:
-    return r.binary, r.p_follow
-
-
 @torch.no_grad()
 def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: str = "paper",
                    engine: str = "incremental", work: dict | None = None) -> pd.DataFrame:
@@ -307,3 +303,29 @@ def verdicts(sweep: pd.DataFrame, curve: pd.DataFrame, n_layers: int, n_boot: in
             verdict = rules.directional(r, *stat)
         rows.append(rules.verdict_row(r, ours, verdict))
     return pd.DataFrame(rows)
+
+
+#: the position-control layouts (:data:`mfutils.prompts.LAYOUTS`) and the paper's figure for each
+LAYOUT_FIGURES = {"instruction_after_constraint": "A8", "neutral_after_instruction": "A9"}
+#: the edges the position controls cut: cues into the instruction and into the constraint
+POSITION_EDGES = [("text_context", "instruction"), ("text_context", "constraint"), ("vision", "instruction"),
+                  ("vision", "constraint")]
+
+
+def position_controls(bundle, items, window: int, batch_size: int, n_boot: int, seed: int):
+    """The paper's position controls: per layout of :data:`LAYOUT_FIGURES`, the following
+    ratio per direction and the knockout curves of :data:`POSITION_EDGES`.
+
+    Returns ``(mf, curve)``: one row per layout (``MF image``, ``MF text``), and
+    :func:`curves` rows with a ``layout`` column.
+    """
+    from .evaluation import run_readouts
+
+    L = bundle.adapter.n_layers
+    mf, rows = [], []
+    for layout in LAYOUT_FIGURES:
+        t = run_readouts(bundle, items, batch_size, layout=layout)
+        mf.append({"layout": layout, **{f"MF {k}": float((g["decision"] == 1).mean()) for k, g in t.groupby("target")}})
+        sweep = knockout_sweep(bundle, items, POSITION_EDGES, window, batch_size, layout=layout)
+        rows.append(curves(sweep, L, n_boot, seed).assign(layout=layout))
+    return pd.DataFrame(mf), pd.concat(rows, ignore_index=True)

@@ -317,7 +317,7 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         "|---|---|",
     ]
     lines += [f"| {names.get(k, k)} | {v:.1%} |" for k, v in rec["final_eval"]["accuracy"].items()]
-    lines += ["", "Chapter 00 of the book measures these with confidence intervals on larger sets, plus every",
+    lines += ["", "Chapter 0 of the book measures these with confidence intervals on larger sets, plus every",
               "held-out phrasing one by one.", ""]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))

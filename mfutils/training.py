@@ -305,14 +305,14 @@ def write_model_card(out_dir: Path, record: dict) -> Path:
         "",
         f"## Held-out accuracy (monitor set, {cfg['eval_size']} items, at the last step)",
         "",
-        "The monitor set also decides when the learning rate decays, so chapter 00's larger held-out",
+        "The monitor set also decides when the learning rate decays, so chapter 0's larger held-out",
         "sets, drawn with other seeds, are the unbiased estimate.",
         "",
         "| group | accuracy |",
         "|---|---|",
     ]
     lines += [f"| {names.get(k, k)} | {v:.1%} |" for k, v in final.items()]
-    lines += ["", "Chapter 00 of the book measures the same with confidence intervals on larger held-out sets.", ""]
+    lines += ["", "Chapter 0 of the book measures the same with confidence intervals on larger held-out sets.", ""]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import nn
@@ -131,5 +130,3 @@ def adapter_for(model: nn.Module) -> Adapter:
         f"{', '.join(registered_families())}. Add one in mfutils/adapters/."
     )
 
-
-AdapterFactory = Callable[[nn.Module], Adapter]

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .heads import _track, hooks_removed_on_exit
+from .heads import track_hook, hooks_removed_on_exit
 
 
 def _first(x):
@@ -42,23 +42,23 @@ def capture(adapter, positions: torch.Tensor, points=("resid_pre", "attn", "mlp"
                 def pre(module, args, kwargs, layer=layer):
                     hs = args[0] if args else kwargs["hidden_states"]
                     store["resid_pre"][layer] = gather(hs)
-                _track(handles, block.register_forward_pre_hook(pre, with_kwargs=True))
+                track_hook(handles, block.register_forward_pre_hook(pre, with_kwargs=True))
             if "attn" in points:
                 def attn_hook(module, args, output, layer=layer):
                     store["attn"][layer] = gather(_first(output))
-                _track(handles, adapter.attn(layer).register_forward_hook(attn_hook))
+                track_hook(handles, adapter.attn(layer).register_forward_hook(attn_hook))
             if "mlp" in points:
                 def mlp_hook(module, args, output, layer=layer):
                     store["mlp"][layer] = gather(_first(output))
-                _track(handles, adapter.mlp(layer).register_forward_hook(mlp_hook))
+                track_hook(handles, adapter.mlp(layer).register_forward_hook(mlp_hook))
             if head_inputs:
                 def head_hook(module, args, layer=layer):
                     x = gather(args[0])
                     store["head_in"][layer] = x.view(*x.shape[:-1], adapter.n_heads, adapter.head_dim)
-                _track(handles, adapter.o_proj(layer).register_forward_pre_hook(head_hook))
+                track_hook(handles, adapter.o_proj(layer).register_forward_pre_hook(head_hook))
 
         def final_hook(module, args, kwargs):
             hs = args[0] if args else kwargs["hidden_states"]
             store["resid_final"] = gather(hs)
-        _track(handles, adapter.final_norm.register_forward_pre_hook(final_hook, with_kwargs=True))
+        track_hook(handles, adapter.final_norm.register_forward_pre_hook(final_hook, with_kwargs=True))
         yield store

@@ -30,7 +30,10 @@ def hooks_removed_on_exit():
             _LIVE_HOOKS.discard(h)
 
 
-def _track(handles: list, handle) -> None:
+def track_hook(handles: list, handle) -> None:
+    """Record a hook ``handle`` in ``handles`` (removed on exit) and in the live-hook registry
+    that tests read to prove no hook outlives its intervention; every hook-installing module
+    registers its hooks through this."""
     handles.append(handle)
     _LIVE_HOOKS.add(handle)
 
@@ -72,7 +75,7 @@ def scale_heads(adapter, heads: dict[tuple[int, int], float] | Iterable[tuple[in
 
     with hooks_removed_on_exit() as handles:
         for layer, scales in per_layer.items():
-            _track(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(scales)))
+            track_hook(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(scales)))
         yield
 
 
@@ -87,5 +90,5 @@ def mean_ablate_mlps(adapter, means: dict[int, torch.Tensor]):
 
     with hooks_removed_on_exit() as handles:
         for layer, mean in means.items():
-            _track(handles, adapter.mlp(layer).register_forward_hook(make_hook(mean)))
+            track_hook(handles, adapter.mlp(layer).register_forward_hook(make_hook(mean)))
         yield
