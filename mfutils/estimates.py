@@ -51,10 +51,13 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
         return 1 + controls + 1.5
     if chapter == "01_shallow_routing":
-        edges, layout_edges = 9, 4
+        from .routing import CONTROL_EDGES, FIGURE2_EDGES, FIGURE3_EDGES, LAYOUT_FIGURES, POSITION_EDGES
+
+        edges = len(set(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES))
+        layout_edges = len(POSITION_EDGES)
         p = 1 + edges * n_layers
         if params.get("layout_controls", True):
-            p += 2 * (1 + layout_edges * n_layers)
+            p += len(LAYOUT_FIGURES) * (1 + layout_edges * n_layers)
         if params.get("saliency", True):
             p += 3
         return p + controls
@@ -75,7 +78,9 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         scoring = 2 * (one + ((1 + total_heads) if params.get("exhaustive", True) else 0))
         if chapter == "04_sparse_heads":
             return scoring + controls
-        fractions, n_random, alphas = 4, params.get("n_random", 20), 7
+        from .causal import ALPHAS, FRACTIONS
+
+        fractions, n_random, alphas = len(FRACTIONS), params.get("n_random", 20), len(ALPHAS)
         blocking = (1 + fractions * (1 + n_random)) * 2  # conflicts and their controls
         # amplification runs over the failure pool (the conflicts plus 4x held-out paraphrases)
         return scoring + blocking + (1 + 4) * (alphas + 1 + controls) + controls

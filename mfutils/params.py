@@ -28,18 +28,6 @@ class ParameterError(TypeError):
 # names IPython / papermill put in a kernel's namespace on their own
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
-#: Every parameter name some chapter takes. One parameters file (``notebooks/params/*.yaml``)
-#: serves all chapters, so a chapter must tell another chapter's parameter (ignored) from a
-#: typo (an error). Spelled out here rather than collected from the chapter modules, so
-#: that this module depends on none of them; ``tests/test_params.py`` checks it against the
-#: spec classes in :data:`mfutils.chapters.CHAPTERS`.
-ALL_PARAMETERS = frozenset({
-    "batch_size", "coco_dir", "control_filter", "data", "device", "dtype", "exhaustive",
-    "layout_controls", "model_id", "n_boot", "n_random", "n_samples", "num_threads",
-    "output_dir", "saliency", "seed", "top_fraction", "window",
-})
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """Parameters every chapter shares. Subclasses add their own fields."""
@@ -129,8 +117,11 @@ def spec_from_namespace(spec_cls: type[RunSpec], namespace: dict, chapter: str) 
         and not callable(v)
     }
     # a parameter of another chapter (e.g. n_random from a family's parameters file) does not
-    # apply here; a name no chapter knows is a typo and fails
-    unknown = sorted(set(given) - names - ALL_PARAMETERS)
+    # apply here; a name no chapter knows is a typo and fails. Imported here: the chapter
+    # registry imports every chapter's spec, which import this module
+    from .chapters import all_parameters
+
+    unknown = sorted(set(given) - names - all_parameters())
     if unknown:
         raise ParameterError(
             f"unknown parameter(s) {unknown} for chapter {chapter}; this chapter takes {sorted(names)}"

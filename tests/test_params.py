@@ -50,8 +50,15 @@ def test_another_chapters_parameter_is_not_applied_but_a_typo_fails():
         spec_from_namespace(BehaviourSpec, {"n_randum": 5}, "00_behaviour")
 
 
-def test_the_list_of_all_parameters_matches_the_chapters_specs():
-    from mfutils.chapters import all_parameters
-    from mfutils.params import ALL_PARAMETERS
+def test_each_default_is_the_notebooks():
+    """A spec's defaults and its notebook's parameters cell say the same (they drifted once: 256 vs 400)."""
+    from dataclasses import fields
 
-    assert ALL_PARAMETERS == all_parameters()
+    from mfutils.chapters import REGISTRY, notebook_defaults
+
+    for ch in REGISTRY:
+        nb = notebook_defaults(ch.name)
+        spec = {f.name: f.default for f in fields(ch.spec) if f.name != "chapter"}
+        assert set(nb) == set(spec), f"{ch.name}: parameters cell and spec name different parameters"
+        differ = {k: (spec[k], nb[k]) for k in nb if nb[k] != spec[k]}
+        assert not differ, f"{ch.name}: spec default vs notebook: {differ}"
