@@ -9,7 +9,6 @@ run folder that spec hashes to, and reads the verdicts that run wrote.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -104,8 +103,11 @@ def notebook_defaults(chapter: str) -> dict:
 
 
 def contents_markdown(prefix: str = "chapters/") -> str:
-    """The front page's list of chapters: heading, the finding it covers, link (from :data:`REGISTRY`)."""
-    return "\n".join(f"- [{c.heading}]({prefix}{c.name}.ipynb) — {c.finding}: {c.paper}" for c in REGISTRY)
+    """The front page's list of chapters: heading, the finding it covers, link (from :data:`REGISTRY`).
+
+    The links point at the built pages (``.html``): the book renders a cell's Markdown output
+    as CommonMark, where Sphinx does not resolve links to notebooks."""
+    return "\n".join(f"- [{c.heading}]({prefix}{c.name}.html) — {c.finding}: {c.paper}" for c in REGISTRY)
 
 
 def chapter_spec(chapter: str, **overrides) -> RunSpec:
@@ -128,7 +130,7 @@ def reproduce_command(chapter: str, overrides: dict) -> str:
 def summary_table(**overrides) -> pd.DataFrame:
     """One row per verdict of every chapter's finished run for these parameters.
 
-    Columns: finding, chapter, claim, paper, ours, verdict, command. A chapter with no finished
+    Columns: ch. (the chapter's number), finding, chapter, claim, paper, ours, verdict, command. A chapter with no finished
     run gets one row saying so (its verdict is ``not run``), never a stale or partial number.
     """
     rows = []
@@ -140,11 +142,11 @@ def summary_table(**overrides) -> pd.DataFrame:
         try:
             res = load_run(spec.run_dir()).get("results", {})
         except IncompleteResultsError as err:
-            rows.append({"finding": finding, "chapter": title, "claim": "—", "paper": "—",
+            rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": "—", "paper": "—",
                          "ours": f"no finished run ({err.__class__.__name__})", "verdict": "not run", "command": cmd})
             continue
         for v in res.get("verdicts", []):
-            rows.append({"finding": finding, "chapter": title, "claim": v["claim"], "paper": v.get("paper", "—"),
+            rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": v["claim"], "paper": v.get("paper", "—"),
                          "ours": v["ours"], "verdict": v["verdict"], "command": cmd})
     return pd.DataFrame(rows)
 

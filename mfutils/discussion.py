@@ -37,8 +37,8 @@ def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
                          (BAD, "**Does not agree.**"), (UNMEASURED, "**Could not be measured.**")):
         rows = verdict[verdict["verdict"].isin(labels)]
         if len(rows):
-            items = "; ".join(f"{r['claim'].rstrip('.')} (ours: {r['ours']})" for _, r in rows.iterrows())
-            out.append(f"{lead} {items}.")
+            items = "\n".join(f"- {r['claim'].rstrip('.')} (ours: {r['ours']})" for _, r in rows.iterrows())
+            out.append(f"{lead}\n\n{items}")
     return out
 
 

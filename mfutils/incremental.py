@@ -110,7 +110,6 @@ def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int) -> torc
 
     ad = bundle.adapter
     lm = ad.language_model
-    T = clean.seq_len
     if not 0 <= start <= int(clean.lengths.min()) - 1:
         raise ValueError(f"start {start} must lie before every sample's last position")
     cache = DynamicCache(config=lm.config)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from .adapters import Adapter, UnsupportedModelError, adapter_for, registered_families
+from .adapters import Adapter, adapter_for, registered_families
 from .paths import organism_dir
 from .schema import Item
 

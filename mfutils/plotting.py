@@ -87,14 +87,22 @@ def direction_label(target: str) -> str:
 
 def hbar_with_ci(ax, table: pd.DataFrame, label: str, value: str = "following_ratio", hue: str | None = None,
                  xlabel: str = ""):
-    """Horizontal bars of ``value`` with ``ci_low``/``ci_high`` error bars, one per row, labelled
-    by ``label`` (long labels stay readable, unlike rotated x tick labels; the book draws no
-    vertical bar chart)."""
+    """Horizontal bars of ``value`` (a share in [0, 1]) with ``ci_low``/``ci_high`` error bars,
+    one per row, labelled by ``label`` (long labels stay readable, unlike rotated x tick labels;
+    the book draws no vertical bar chart). Each bar carries its value as a percentage, so a
+    0% bar still says something."""
     colours = [PALETTE.get(str(table[hue].iloc[i]) if hue else "", "0.5") for i in range(len(table))]
     y = range(len(table))
     ax.barh(y, table[value], color=colours, alpha=0.85)
     err = [table[value] - table["ci_low"], table["ci_high"] - table[value]]
     ax.errorbar(table[value], y, xerr=err, fmt="none", ecolor="black", capsize=2, linewidth=1)
+    for i, v in enumerate(table[value]):
+        if pd.isna(v):
+            continue
+        inside = v > 0.8  # near the right edge the label goes inside the bar
+        ax.text(v - 0.02 if inside else max(v, float(table["ci_high"].iloc[i])) + 0.015, i, f"{v:.0%}",
+                va="center", ha="right" if inside else "left", color="white" if inside else "black",
+                fontsize=MIN_FONT_PT)
     ax.set_yticks(list(y))
     ax.set_yticklabels(table[label].astype(str).tolist())
     ax.set_xlabel(xlabel or value)

@@ -329,3 +329,11 @@ def position_controls(bundle, items, window: int, batch_size: int, n_boot: int, 
         sweep = knockout_sweep(bundle, items, POSITION_EDGES, window, batch_size, layout=layout)
         rows.append(curves(sweep, L, n_boot, seed).assign(layout=layout))
     return pd.DataFrame(mf), pd.concat(rows, ignore_index=True)
+
+
+def saliency_shares(flow: pd.DataFrame) -> pd.DataFrame:
+    """:func:`saliency`'s per-sample flows averaged per (target, pair, layer), with each pair's
+    ``share`` of the layer's summed flow (the five pairs' shares add up to 1 per layer)."""
+    mean = flow.groupby(["target", "pair", "layer"])["flow"].mean().reset_index()
+    mean["share"] = mean["flow"] / mean.groupby(["target", "layer"])["flow"].transform("sum")
+    return mean

@@ -255,12 +255,12 @@ def _record(root: Path, timings: list[dict]) -> None:
              "what each chapter ran with, how long it took and its kernel's peak resident memory.",
              "Times are wall-clock on the machine named, with the thread count the chapter's",
              "`num_threads` parameter sets.", "",
-             "| notebook | executed | seconds | peak memory (MB) | python | torch | transformers | machine |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| notebook | executed | seconds | peak memory (MB) | python · torch · transformers · machine |",
+             "|---|---|---|---|---|"]
     for t in merged:
         e = t["environment"]
-        lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} | "
-                     f"{e['torch']} | {e['transformers']} | {e['machine']}, {e['cpus']} CPUs |")
+        lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} · "
+                     f"{e['torch']} · {e['transformers']} · {e['machine']}, {e['cpus']} CPUs |")
     total = sum(t["seconds"] for t in merged)
     lines += ["", f"Total: {total:.0f} s ({total / 60:.1f} min).", "", "## Package versions (latest run)", "",
               "| package | version |", "|---|---|"]

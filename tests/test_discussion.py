@@ -44,6 +44,6 @@ def test_the_section_says_each_verdict_group_and_what_would_decide():
     v = pd.DataFrame([{"claim": "A holds.", "ours": "1.0", "verdict": "reproduced"},
                       {"claim": "B holds", "ours": "0.1", "verdict": "not reproduced"}])
     text = discussion.what_this_run_shows("05_causal_interventions", v, [], "organism")
-    assert "**Agrees with the paper.** A holds (ours: 1.0)." in text and "**Does not agree.** B holds" in text
+    assert "**Agrees with the paper.**\n\n- A holds (ours: 1.0)" in text and "**Does not agree.**\n\n- B holds" in text
     assert "None of the anomaly rules" in text and "What would decide it on a real model" in text
     assert "Anomalies" not in discussion.what_this_run_shows("00_behaviour", v, None, "organism")

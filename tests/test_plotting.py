@@ -37,3 +37,10 @@ def test_the_knockout_grid_is_readable():
     plotting.check_readable(fig)
     assert fig.get_size_inches()[0] == plotting.WIDTH and fig.dpi == plotting.DPI
     plt.close("all")
+
+
+def test_normalised_curves_share_one_zero_and_say_their_factor():
+    d = pd.DataFrame({"depth": [0.1, 0.5, 0.9], "value": [0.0, -1.0, -4.0], "ci_low": [0, -2, -5], "ci_high": [0, 0, -3]})
+    n = plotting.normalised(d, "value", ["ci_low", "ci_high"])
+    assert n["value"].tolist() == [0.0, -0.25, -1.0] and n.attrs["scale"] == 4.0 and n["ci_low"].iloc[-1] == -1.25
+    assert plotting.scale_of([float("nan"), 0.0]) == 1.0 and plotting.scale_of([-3, 2]) == 3.0
