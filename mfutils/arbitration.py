@@ -156,17 +156,22 @@ def verdicts(last_margins: dict[str, np.ndarray], meta: pd.DataFrame, anchor_mar
     return pd.DataFrame(rows)
 
 
-def notes(ldar_df: pd.DataFrame, n_layers: int) -> list[str]:
-    """Sentences, generated from the numbers, naming LDAR results below what a constant
-    "follow" reader gets (rule 02-ldar's band, mean over the instruction tokens)."""
-    layers = rules.band_layers(rules.rule("02-ldar").band, n_layers)
-    out = []
-    d = ldar_df[(ldar_df["read"] == "mean") & (ldar_df["outcome"] == "all") & ldar_df["layer"].isin(layers)]
-    for target, g in d.groupby("target"):
-        v, chance = float(g["ldar"].mean()), float(g["chance"].iloc[0])
-        if v < chance - 0.05:
-            out.append(f"**Below chance:** for {target} following the lens at the instruction tokens agrees with the final "
-                       f"decision for {v:.0%} of samples in layers {layers[0]}–{layers[-1]}, less than the {chance:.0%} a reader "
-                       "that always says 'follow' would get: there the lens reads the competitor more often than the answer "
-                       "the model gives, so the instruction tokens do not carry the decision in the lens's basis.")
-    return out
+#: the routes chapter 2 compares with the lens margin's emergence
+ROUTE_EDGES = ("TextCtx -/-> Instruction", "Vision -/-> Instruction", "Vision -/-> Text")
+
+
+def routing_effects_end(spec: "ArbitrationSpec") -> pd.DataFrame:
+    """From chapter 1's finished run for the same model, data, seed, device and dtype: the last
+    layer at which each route's knockout lowers the log-odds by at least the effect threshold.
+
+    Raises :class:`mfutils.results.IncompleteResultsError` when chapter 1 has no finished run
+    for these parameters."""
+    from .chapters import chapter_spec  # the registry imports this module
+    from .results import load_run
+
+    shared = {k: getattr(spec, k) for k in ("model_id", "data", "coco_dir", "seed", "device", "dtype", "output_dir")}
+    ch01 = pd.read_parquet(load_run(chapter_spec("01_shallow_routing", **shared).run_dir())["dir"] / "curves.parquet")
+    cut = -rules.EFFECT_THRESHOLD
+    routes = ch01[ch01["edge"].isin(ROUTE_EDGES) & (ch01["log_odds"] <= cut)]
+    return (routes.groupby(["edge", "target"])["layer"].max().rename(f"last layer with Δ log-odds ≤ {cut}")
+            .reset_index())

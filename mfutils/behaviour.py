@@ -136,9 +136,20 @@ def figure_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return d.sort_values(["condition", "order", "target"], kind="stable").iloc[::-1].drop(columns="order").reset_index(drop=True)
 
 
-def prior_split(readouts: pd.DataFrame) -> pd.DataFrame:
-    """Following ratio on colour conflicts, split by whether the competitor is the noun's prior."""
-    c = readouts[(readouts["kind"] == "conflict") & readouts["prior"].notna()]
+def prior_split(readouts: pd.DataFrame, decided_only: bool = False) -> pd.DataFrame:
+    """Following ratio on conflicts, split by whether the competitor is the noun's prior colour.
+
+    ``readouts``: one row per sample with ``target``, ``decision`` and ``competitor_is_prior``;
+    rows of another ``kind`` than conflict, and nouns without a prior (``prior`` missing), are
+    left out where those columns exist. ``decided_only``: count only samples answered from one
+    of the two modalities (chapter 3's reading), not "neither" answers."""
+    c = readouts
+    if "kind" in c.columns:
+        c = c[c["kind"] == "conflict"]
+    if "prior" in c.columns:
+        c = c[c["prior"].notna()]
+    if decided_only:
+        c = c[c["decision"] != 0]
     if c.empty:
         return pd.DataFrame()
     g = c.groupby(["target", "competitor_is_prior"])["decision"]

@@ -131,7 +131,7 @@ def verdicts(summary: pd.DataFrame, amp: pd.DataFrame, fraction: float = 0.05) -
         for _, m in mf.iterrows():
             beyond = m["top"] < m["random_p2.5"]
             big = m["top_relative_drop"] >= r.threshold
-            vs.append("reproduced" if beyond and big else ("partly" if beyond or m["top_relative_drop"] > 0.1 else "not reproduced"))
+            vs.append("reproduced" if beyond and big else ("partly" if beyond or m["top_relative_drop"] > rules.PARTLY_DROP else "not reproduced"))
         rows.append(rules.verdict_row(r, ", ".join(
             f"{m.measure}: {m.baseline:.2f} → {m.top:.2f} ({m.top_relative_drop:.0%} drop; random {m.random_mean:.2f} "
             f"[{m['random_p2.5']:.2f}, {m['random_p97.5']:.2f}])" for _, m in mf.iterrows()) + f"; k = {int(mf['k'].iloc[0])}",
@@ -154,31 +154,5 @@ def verdicts(summary: pd.DataFrame, amp: pd.DataFrame, fraction: float = 0.05) -
         rows.append(rules.verdict_row(
             r, f"{a['repaired']:.0%} [{a['repaired_ci_low']:.0%}, {a['repaired_ci_high']:.0%}] of {int(a['n_failed'])} failures "
                f"at α = {rules.VERDICT_ALPHA:g}, breaking {a['broken']:.0%} of {int(a['n_followed'])} successes",
-            "reproduced" if net and a["repaired"] >= r.threshold else ("partly" if net and a["repaired"] >= 0.1 else "not reproduced")))
+            "reproduced" if net and a["repaired"] >= r.threshold else ("partly" if net and a["repaired"] >= rules.PARTLY_REPAIR else "not reproduced")))
     return pd.DataFrame(rows)
-
-
-#: a rise of the MF ratio by more than this, after a fall, makes a blocking curve non-monotonic
-MONOTONE_TOLERANCE = 0.05
-
-
-def mixed_results(summary: pd.DataFrame, amp: pd.DataFrame) -> list[str]:
-    """Sentences, generated from the numbers, naming results that are mixed: a blocking curve
-    that is non-monotonic in the number of heads blocked, and scale factors α ≤ 0 (removal or
-    sign flip, artefacts rather than amplification) that "repair" failures."""
-    out = []
-    for m, g in summary[summary["measure"].str.startswith("MF")].groupby("measure"):
-        g = g.sort_values("fraction")
-        values = [float(g["baseline"].iloc[0])] + g["top"].tolist()
-        rises = any(values[j] - min(values[:j]) > MONOTONE_TOLERANCE for j in range(1, len(values)))
-        if rises:
-            steps = " → ".join(f"{v:.2f}" for v in values)
-            fracs = ", ".join(f"{f:.0%}" for f in g["fraction"])
-            out.append(f"**Non-monotonic:** {m} goes {steps} as 0, {fracs} of the heads are blocked; blocking more "
-                       "heads does not always lower following, so the heads' effects do not add up along the ranking.")
-    for _, a in amp[(amp["alpha"] <= 0) & (amp["n_failed"] > 0)].iterrows():
-        if a["repaired"] >= 0.1:
-            out.append(f"**Artefact, not a repair:** α = {a['alpha']:g} turns {a['repaired']:.0%} of failures into the "
-                       f"instructed answer while breaking {a['broken']:.0%} of successes; removing or flipping the heads is "
-                       "not amplification and does not count towards the verdict.")
-    return out

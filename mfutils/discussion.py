@@ -54,8 +54,8 @@ def early_effects(curve: pd.DataFrame, value: str = "log_odds") -> list[str]:
     if not out:
         return []
     return [f"**Effects at the first layers.** " + "; ".join(out) + f". The paper's routing effects peak at depth "
-            f"{rules.ROUTING_BAND[0]:.2f}–{rules.ROUTING_BAND[1]:.2f}; effects this early mean the model routes (or decides) "
-            "before any middle-layer routing could happen."]
+            f"{rules.ROUTING_BAND[0]:.2f}–{rules.ROUTING_BAND[1]:.2f}; this model does its routing (or deciding) in its first "
+            "layers instead."]
 
 
 def below_chance(ldar: pd.DataFrame, n_layers: int) -> list[str]:
@@ -72,9 +72,9 @@ def below_chance(ldar: pd.DataFrame, n_layers: int) -> list[str]:
             if v < 0.5 - rules.ANOMALY["chance_margin"]]
     if not out:
         return []
-    return ["**Below chance.** " + "; ".join(out) + ". The lens at the instruction tokens then reads the decision "
-            "*worse* than ignoring it: the instruction tokens do not carry the decision in this model's late layers "
-            "(the sign of their margin is, if anything, anti-correlated with the answer)."]
+    return ["**Below chance.** " + "; ".join(out) + ". Read at the instruction tokens, the lens predicts the model's "
+            "answer less often than a reader that ignores them and always says \"follow\": in this model's late layers "
+            "the instruction tokens do not carry the decision in the lens's basis."]
 
 
 def early_margin(emerge: dict, n_layers: int) -> list[str]:
@@ -97,7 +97,7 @@ def early_heads(heads: list, n_layers: int) -> list[str]:
         return []
     layers = sorted({int(l) for l, _ in heads})
     return [f"**The heads sit at the bottom.** All {len(heads)} arbitration heads are in layers {layers} "
-            f"(relative depth ≤ {max(depths):.2f}): whatever they do, it is not the paper's deep arbitration."]
+            f"(relative depth ≤ {max(depths):.2f}), not in the deep layers where the paper places arbitration."]
 
 
 def non_monotonic(summary: pd.DataFrame, measure_prefix: str = "MF") -> list[str]:
@@ -108,30 +108,30 @@ def non_monotonic(summary: pd.DataFrame, measure_prefix: str = "MF") -> list[str
         g = g.sort_values("fraction")
         ys = [float(g["baseline"].iloc[0])] + g["top"].astype(float).tolist()
         xs = [0.0] + g["fraction"].astype(float).tolist()
-        low = int(np.argmin(ys))
-        if low < len(ys) - 1 and max(ys[low + 1:]) - ys[low] >= tol:
+        if any(ys[j] - min(ys[:j]) > tol for j in range(1, len(ys))):
             path = " → ".join(f"{y:.2f}" for y in ys)
             out.append(f"{m} ({path} at {', '.join(f'{x:.0%}' for x in xs)} of heads blocked)")
     if not out:
         return []
-    return ["**Not monotonic.** Blocking more heads *restores* following: " + "; ".join(out) + ". Blocking the larger "
-            "set removes heads that pushed against the instruction as well as heads that carried it, so the head set "
-            "is not one mechanism; the 5% verdict reads one point of this curve."]
+    return ["**Not monotonic.** Following rises again as more heads are blocked: " + "; ".join(out) + ". The heads' "
+            "effects do not add up along the ranking; one reading is that the larger sets also remove heads that pushed "
+            "against the instruction. The 5% verdict reads one point of this curve."]
 
 
 def negative_alpha_repairs(amp: pd.DataFrame) -> list[str]:
-    """Removal or a sign flip (α ≤ 0) repairing more failures than the verdict's α."""
+    """Removal or a sign flip (α ≤ 0) that "repairs" at least ``ANOMALY["artefact_repair"]`` of failures."""
     if amp is None or not len(amp):
         return []
-    at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
-    ref = float(at["repaired"].iloc[0]) if len(at) else 0.0
-    neg = amp[(amp["alpha"] <= 0) & (amp["repaired"] > ref + rules.ANOMALY["rise_tolerance"])]
+    neg = amp[(amp["alpha"] <= 0) & (amp["n_failed"] > 0) & (amp["repaired"] >= rules.ANOMALY["artefact_repair"])]
     if not len(neg):
         return []
-    which = "; ".join(f"α = {r['alpha']:g} repairs {r['repaired']:.0%}" for _, r in neg.iterrows())
-    return [f"**Removing the heads repairs more than amplifying them.** {which}, against {ref:.0%} at the verdict's "
-            f"α = {rules.VERDICT_ALPHA:g}. On failed samples these heads push the wrong way: amplification cannot be "
-            "their role, and α ≤ 0 never counts as a repair in the verdict."]
+    at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
+    ref = f", against {float(at['repaired'].iloc[0]):.0%} at the verdict's α = {rules.VERDICT_ALPHA:g}" if len(at) else ""
+    which = "; ".join(f"α = {r['alpha']:g} turns {r['repaired']:.0%} of failures into the instructed answer while breaking "
+                      f"{r['broken']:.0%} of successes" for _, r in neg.iterrows())
+    return [f"**An artefact, not a repair.** {which}{ref}. Removing or flipping the heads is not amplification, and "
+            "α ≤ 0 never counts as a repair in the verdict; that removal changes failed answers at all suggests these "
+            "heads push against the instruction on them."]
 
 
 def what_this_run_shows(chapter: str, verdict: pd.DataFrame, anomalies: list[str] | None, model_id: str) -> str:

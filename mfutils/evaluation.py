@@ -43,6 +43,12 @@ def load_items(data: str, n: int, seed: int, kinds: dict[str, float] | None = No
     return [items[i] for i in sorted(order)]
 
 
+def general_ability_controls(items: list[Item]) -> list[Item]:
+    """The image-only and text-only versions of the first half of ``items``: the general-ability
+    set that chapters 3 and 5 re-read under their interventions (half, to halve its cost)."""
+    return [c for it in items[: len(items) // 2] for c in derive_controls(it)]
+
+
 def derive_controls(item: Item) -> list[Item]:
     """The item's single-modality versions: image only (no context) and text only (no image)."""
     base = item.to_dict()

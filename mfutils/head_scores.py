@@ -369,7 +369,8 @@ def verdicts(by_dir: dict[str, dict], agree: dict[str, dict], n_layers: int, fra
     if agree:
         d0 = next(iter(by_dir.values()))["follow"]["passes_per_sample"]
         ratio = d0["ablation"] / d0["fast"]
-        ok = all(a["spearman"] >= r.threshold and a["top_overlap"] >= 0.8 for a in agree.values()) and ratio >= 10
+        ok = (all(a["spearman"] >= r.threshold and a["top_overlap"] >= rules.FAST_OVERLAP for a in agree.values())
+              and ratio >= rules.FAST_SPEEDUP)
         rows.append(rules.verdict_row(r, "; ".join(f"{t}: Spearman {a['spearman']:.2f}, Pearson {a['pearson']:.2f} over "
                                                    f"{a['heads above noise']} heads, top-{fraction:.0%} overlap {a['top_overlap']:.0%}"
                                                    for t, a in agree.items()) + f"; {ratio:.1f}× fewer passes",

@@ -53,9 +53,19 @@ MIN_PHRASINGS_MET = 10
 #: ``early_depth``: an effect, margin or head set below this relative depth is "at the first
 #: layers" (the first quarter; the paper's routing band starts at 0.45);
 #: ``chance_margin``: a rate this far below its constant-reader baseline is "below chance";
-#: ``rise_tolerance``: a blocking curve that climbs this much (share of samples) after a fall is
-#: "not monotonic", and an α ≤ 0 repair this much above α = 2 is reported.
-ANOMALY = {"early_depth": 0.25, "chance_margin": 0.02, "rise_tolerance": 0.10}
+#: ``rise_tolerance``: a blocking curve that climbs this much (share of samples) above its lowest
+#: point so far is "not monotonic";
+#: ``artefact_repair``: removing or flipping the heads (α ≤ 0) that "repairs" this share of
+#: failures is reported as an artefact (it never counts as a repair).
+ANOMALY = {"early_depth": 0.25, "chance_margin": 0.05, "rise_tolerance": 0.05, "artefact_repair": 0.10}
+#: Below a rule's threshold, still "partly": a relative MF drop from blocking, or a share of
+#: failures repaired at α = 2 (net of successes broken), of at least this much.
+PARTLY_DROP = 0.10
+PARTLY_REPAIR = 0.10
+#: Rule 04-fast: besides its Spearman threshold, the fast scorer must share this much of the
+#: exhaustive top set and need at least this many times fewer forward-equivalent passes.
+FAST_OVERLAP = 0.8
+FAST_SPEEDUP = 10
 
 DEEP = (0.5, 1.0)
 LATE = (0.75, 1.0)

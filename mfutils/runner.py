@@ -196,7 +196,12 @@ def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: i
     interrupted run exits with :data:`INTERRUPTED`; the chapters finished before it are recorded,
     the interrupted one's destination is untouched and its partial notebook stays beside it.
     """
+    import signal
+
     root = project_root()
+    # a kill (SIGTERM) stops the run as Ctrl-C does: killed outright, this process would leave
+    # the chapter's own session, kernel included, running
+    signal.signal(signal.SIGTERM, _interrupted)
     timings = []
     for i, (src, dst) in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {src.stem} ...", flush=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfutils.causal import mixed_results, random_same_layers, summarize_blocking, verdicts
+from mfutils.causal import random_same_layers, summarize_blocking, verdicts
 
 
 def test_random_heads_come_from_the_same_layers_and_never_repeat_a_top_head():
@@ -64,7 +64,9 @@ def test_amplification_verdict_reads_the_preregistered_alpha_only():
     assert v["verdict"].iloc[2] == "not reproduced"
 
 
-def test_mixed_results_are_named():
+def test_mixed_results_are_named_by_the_discussion():
+    from mfutils.discussion import negative_alpha_repairs, non_monotonic
+
     rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": "MF text", "value": 1.0}]
     for f, v in [(0.01, 1.0), (0.02, 0.03), (0.05, 0.9), (0.10, 0.6)]:
         rows.append({"heads": "top", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": v})
@@ -73,8 +75,8 @@ def test_mixed_results_are_named():
     amp = pd.DataFrame([{"alpha": -1.0, "n_failed": 10, "repaired": 0.4, "repaired_ci_low": 0.1, "repaired_ci_high": 0.7,
                          "n_followed": 90, "broken": 0.3}, {"alpha": 2.0, "n_failed": 10, "repaired": 0.0,
                          "repaired_ci_low": 0.0, "repaired_ci_high": 0.0, "n_followed": 90, "broken": 0.0}])
-    notes = mixed_results(summary, amp)
-    assert any("Non-monotonic" in n and "1.00 → 1.00 → 0.03 → 0.90 → 0.60" in n for n in notes)
-    assert any("α = -1" in n and "40%" in n for n in notes)
+    notes = non_monotonic(summary) + negative_alpha_repairs(amp)
+    assert any("Not monotonic" in n and "1.00 → 1.00 → 0.03 → 0.90 → 0.60" in n for n in notes)
+    assert any("α = -1 turns 40%" in n for n in notes)
     monotone = summarize_blocking(pd.DataFrame([r if r["heads"] != "top" else {**r, "value": 1 - r["fraction"]} for r in rows]))
-    assert mixed_results(monotone, amp.iloc[1:]) == []
+    assert non_monotonic(monotone) + negative_alpha_repairs(amp.iloc[1:]) == []

@@ -117,3 +117,23 @@ def test_one_numbering_the_registry():
         prose = src.read_text()
         assert not re.search(r"\b[Cc]hapters? 0\d", prose), f"{src.name}: chapters are numbered 0–5, not 00–05"
         assert not re.search(r"\b[Ff]indings? \d", prose), f"{src.name}: a finding number outside the registry"
+
+
+def test_chapter_2_reads_chapter_1s_finished_run_only():
+    from mfutils import arbitration
+    from mfutils.results import IncompleteResultsError
+
+    table = arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration"))
+    assert list(table.columns)[:2] == ["edge", "target"] and set(table["edge"]) <= set(arbitration.ROUTE_EDGES)
+    with pytest.raises(IncompleteResultsError):
+        arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", seed=12345))
+
+
+def test_the_prior_split_serves_chapters_0_and_3():
+    from mfutils.behaviour import prior_split
+
+    rows = pd.DataFrame({"target": ["text"] * 4, "decision": [1, -1, 0, 1], "competitor_is_prior": [True, True, True, False]})
+    both = prior_split(rows, decided_only=True).set_index("competitor_is_prior")
+    assert both.loc[True, "following_ratio"] == 0.5 and both.loc[True, "n"] == 2 and both.loc[False, "n"] == 1
+    all_rows = prior_split(rows.assign(kind=["conflict", "conflict", "conflict", "image_only"], prior="red"))
+    assert all_rows.set_index("competitor_is_prior").loc[True, "n"] == 3 and len(all_rows) == 1

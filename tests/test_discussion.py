@@ -24,8 +24,9 @@ def test_non_monotonic_blocking_and_negative_alpha():
     assert out and "1.00 → 0.03 → 0.90 → 0.60" in out[0]
     falling = [{"measure": "MF text", "fraction": f, "baseline": 1.0, "top": t} for f, t in ((0.01, 0.9), (0.02, 0.5), (0.05, 0.45))]
     assert discussion.non_monotonic(pd.DataFrame(falling)) == []
-    amp = pd.DataFrame({"alpha": [-1.0, 0.0, 2.0], "repaired": [0.35, 0.1, 0.02]})
-    assert "α = -1 repairs 35%" in discussion.negative_alpha_repairs(amp)[0]
+    amp = pd.DataFrame({"alpha": [-1.0, 0.0, 2.0], "n_failed": 40, "repaired": [0.35, 0.05, 0.02], "broken": 0.7})
+    out = discussion.negative_alpha_repairs(amp)
+    assert len(out) == 1 and "α = -1 turns 35%" in out[0] and "α = 0" not in out[0] and "against 2%" in out[0]
     assert discussion.negative_alpha_repairs(amp.assign(repaired=[0.0, 0.0, 0.5])) == []
 
 

@@ -15,9 +15,13 @@ import pytest
 from mfutils import runner
 
 DRIVER = textwrap.dedent("""
+    import signal
     import sys
     from pathlib import Path
     from mfutils import runner
+    # as in a terminal: a process started in the background by a non-interactive shell (CI, nohup
+    # ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pairs = [(Path(sys.argv[1]), Path(sys.argv[2])), (Path(sys.argv[3]), Path(sys.argv[4]))]
     runner.run_selected(pairs, {}, 600)
     print("RUN FINISHED")
@@ -39,7 +43,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path, signum):
     pidfile = tmp_path / "kernel.pid"
     slow, later = tmp_path / "slow.ipynb", tmp_path / "later.ipynb"
     _notebook(slow, f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)")
@@ -50,17 +55,24 @@ def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path):
     # a shell sends Ctrl-C's SIGINT to its foreground process group: the driver's own group here
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(slow), str(done), str(later), str(done_later)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    kernel = None
     try:
         deadline = time.monotonic() + 120
         while not (pidfile.exists() and pidfile.read_text()):  # the kernel is inside the slow cell
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
         kernel = int(pidfile.read_text())
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signum)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # a failed test leaves nothing running: the chapter's own session too
+            import psutil
+
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             os.killpg(proc.pid, signal.SIGKILL)
+        if kernel is not None and _alive(kernel) and proc.returncode != runner.INTERRUPTED:
+            os.kill(kernel, signal.SIGKILL)
     assert proc.returncode == runner.INTERRUPTED, (out, err)
     assert "RUN FINISHED" not in out and "INTERRUPTED" in err
     assert done.read_text() == "the finished chapter of an earlier run"
