@@ -20,6 +20,7 @@ from .causal import CausalSpec
 from .head_scores import HeadsSpec
 from .inertia import InertiaSpec
 from .params import ParameterError, RunSpec
+from . import rules
 from .paths import project_root
 from .results import IncompleteResultsError, load_run
 from .routing import RoutingSpec
@@ -48,10 +49,6 @@ class Chapter:
     @property
     def heading(self) -> str:
         return f"{self.number} · {self.title}"
-
-    @property
-    def label(self) -> str:
-        return f"chapter {self.number}"
 
 
 REGISTRY: tuple[Chapter, ...] = (
@@ -123,7 +120,11 @@ def chapter_spec(chapter: str, **overrides) -> RunSpec:
 
 
 def reproduce_command(chapter: str, overrides: dict) -> str:
-    ps = " ".join(f"-p {k} {v}" for k, v in overrides.items())
+    """The runner command that re-runs ``chapter`` with ``overrides``, naming only the
+    parameters the chapter takes whose value differs from its notebook's default."""
+    defaults = notebook_defaults(chapter)
+    changed = {k: v for k, v in overrides.items() if k in defaults and defaults[k] != v}
+    ps = " ".join(f"-p {k} {v}" for k, v in changed.items())
     return f"python -m mfutils.runner execute {chapter[:2]}" + (f" {ps}" if ps else "")
 
 
@@ -137,8 +138,7 @@ def summary_table(**overrides) -> pd.DataFrame:
     for ch in REGISTRY:
         chapter, finding, title = ch.name, ch.finding, ch.heading
         spec = chapter_spec(chapter, **overrides)
-        defaults = notebook_defaults(chapter)
-        cmd = reproduce_command(chapter, {k: v for k, v in overrides.items() if k in defaults and defaults[k] != v})
+        cmd = reproduce_command(chapter, overrides)
         try:
             res = load_run(spec.run_dir()).get("results", {})
         except IncompleteResultsError as err:
@@ -160,14 +160,11 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
 
 
-#: verdict labels in the order a sentence lists them
-VERDICT_ORDER = ("reproduced", "met", "partly", "not reproduced", "not met", "not measurable", "not measured", "not run")
-
-
 def verdict_sentence(table: pd.DataFrame) -> str:
     """The summary table's verdicts as a sentence: "Of 20 claims, 3 are reproduced, …"."""
     counts = verdict_counts(table)
-    order = [v for v in VERDICT_ORDER if v in counts] + sorted(set(counts) - set(VERDICT_ORDER))
+    known = rules.VERDICT_ORDER + ("not run",)
+    order = [v for v in known if v in counts] + sorted(set(counts) - set(known))
     parts = [f"{counts[v]} {v}" for v in order]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"**Of the {len(table)} claims below: {listed}.**"
@@ -175,11 +172,7 @@ def verdict_sentence(table: pd.DataFrame) -> str:
 
 def commands_markdown(overrides: dict) -> str:
     """One command per chapter that re-runs it with the front page's parameters."""
-    lines = []
-    for c in REGISTRY:
-        defaults = notebook_defaults(c.name)
-        changed = {k: v for k, v in overrides.items() if k in defaults and defaults[k] != v}
-        lines.append(f"{reproduce_command(c.name, changed)}   # {c.heading}")
+    lines = [f"{reproduce_command(c.name, overrides)}   # {c.heading}" for c in REGISTRY]
     return "Re-run a chapter:\n\n```bash\n" + "\n".join(lines) + "\n```"
 
 
@@ -187,9 +180,9 @@ def plain_summary(verdict: pd.DataFrame) -> str:
     """A sentence or two, in Markdown, saying what the verdict table says (generated, never typed)."""
     n = len(verdict)
     groups = {v: verdict[verdict["verdict"] == v]["claim"].tolist() for v in verdict["verdict"].unique()}
-    good = len(groups.get("reproduced", [])) + len(groups.get("met", []))
+    good = sum(len(groups.get(v, [])) for v in rules.AGREES)
     parts = [f"**In this run the organism shows {good} of the {n} claims below.**"]
-    for label in ("partly", "not reproduced", "not met", "not measured", "not measurable"):
+    for label in rules.PARTLY + rules.DISAGREES + rules.UNMEASURED:
         if groups.get(label):
             parts.append(f"*{label.capitalize()}:* " + "; ".join(c.rstrip(".") for c in groups[label]) + ".")
     return " ".join(parts)

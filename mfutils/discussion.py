@@ -24,17 +24,12 @@ import pandas as pd
 
 from . import rules
 
-GOOD = ("reproduced", "met")
-MIXED = ("partly",)
-BAD = ("not reproduced", "not met")
-UNMEASURED = ("not measurable", "not measured")
-
-
 def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
     """What agrees with the paper, what partly does, what does not, and what could not be measured."""
     out = []
-    for labels, lead in ((GOOD, "**Agrees with the paper.**"), (MIXED, "**Agrees in direction, not in size or contrast.**"),
-                         (BAD, "**Does not agree.**"), (UNMEASURED, "**Could not be measured.**")):
+    for labels, lead in ((rules.AGREES, "**Agrees with the paper.**"),
+                         (rules.PARTLY, "**Agrees in direction, not in size or contrast.**"),
+                         (rules.DISAGREES, "**Does not agree.**"), (rules.UNMEASURED, "**Could not be measured.**")):
         rows = verdict[verdict["verdict"].isin(labels)]
         if len(rows):
             items = "\n".join(f"- {r['claim'].rstrip('.')} (ours: {r['ours']})" for _, r in rows.iterrows())
@@ -53,7 +48,7 @@ def early_effects(curve: pd.DataFrame, value: str = "log_odds") -> list[str]:
                        f"{peak['depth']:.2f}")
     if not out:
         return []
-    return [f"**Effects at the first layers.** " + "; ".join(out) + f". The paper's routing effects peak at depth "
+    return ["**Effects at the first layers.** " + "; ".join(out) + f". The paper's routing effects peak at depth "
             f"{rules.ROUTING_BAND[0]:.2f}–{rules.ROUTING_BAND[1]:.2f}; this model does its routing (or deciding) in its first "
             "layers instead."]
 

@@ -48,6 +48,14 @@ TARGET_PAPER = 0.90
 TARGET_PHRASING = 0.80
 MIN_PHRASINGS_MET = 10
 
+#: The verdict labels, grouped as the book reports them (front page, plain summaries, the
+#: generated discussion), in the order they are listed.
+AGREES = ("reproduced", "met")
+PARTLY = ("partly",)
+DISAGREES = ("not reproduced", "not met")
+UNMEASURED = ("not measured", "not measurable")
+VERDICT_ORDER = AGREES + PARTLY + DISAGREES + UNMEASURED
+
 #: Thresholds of the anomaly rules that write each chapter's "What this run shows"
 #: (:mod:`mfutils.discussion`), fixed before any run:
 #: ``early_depth``: an effect, margin or head set below this relative depth is "at the first

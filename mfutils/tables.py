@@ -80,7 +80,10 @@ def format_frame(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | N
 def render(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
            columns: list[str] | None = None, caption: str | None = None) -> str:
     """The HTML of :func:`format_frame`'s table: no index, every cell whole, escaped."""
-    shown = format_frame(df, percent=tuple(percent), rename=rename, columns=columns)
+    return _html(format_frame(df, percent=tuple(percent), rename=rename, columns=columns), caption)
+
+
+def _html(shown: pd.DataFrame, caption: str | None) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
                    for r in shown.itertuples(index=False))
@@ -91,9 +94,10 @@ def render(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = 
 class Table:
     """A rendered table for ``display``: HTML for the page, aligned plain text for nbval."""
 
-    def __init__(self, df: pd.DataFrame, **kw):
-        self._html = render(df, **kw)
-        shown = format_frame(df, **{k: v for k, v in kw.items() if k != "caption"})
+    def __init__(self, df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
+                 columns: list[str] | None = None, caption: str | None = None):
+        shown = format_frame(df, percent=tuple(percent), rename=rename, columns=columns)
+        self._html = _html(shown, caption)
         self._text = shown.to_string(index=False) if len(shown) else "(no rows)"
 
     def _repr_html_(self) -> str:
