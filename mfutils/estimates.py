@@ -41,11 +41,22 @@ CARDS = [
 ]
 #: text tokens of the paper's prompt (context, instruction, question, constraint, template)
 TEXT_TOKENS = 120
+#: tokens from a knockout target group's first position to the prompt's end (what the
+#: incremental engine recomputes), assumed for the paper's layout: the text context opens the
+#: text, the paper's long instruction sentence follows it, the constraint and the chat
+#: template close it
+SUFFIX_TOKENS = {"text": 100, "text_context": 100, "instruction": 80, "constraint": 25, "last": 1}
+#: the GPU every plan must fit (GiB)
+GPU_GIB = 80.0
 
 
-def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dict) -> float:
+def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dict, seq_len: int | None = None) -> float:
     """Forward-pass equivalents per conflict sample (a backward pass counts as two), as the
-    chapter's code runs them with ``params`` (a chapter's parameters; defaults if absent)."""
+    chapter's code runs them with ``params`` (a chapter's parameters; defaults if absent).
+
+    ``seq_len``: the prompt's tokens; with it, chapter 01's knockouts count the share of a pass
+    the incremental engine recomputes (:data:`SUFFIX_TOKENS`), without it each counts as a
+    full pass. Exhaustive head ablation counts each head from its own layer on."""
     controls = 2  # the per-model filter reads each conflict's image-only and text-only versions
     if chapter == "00_behaviour":
         # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
@@ -53,11 +64,17 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
     if chapter == "01_shallow_routing":
         from .routing import CONTROL_EDGES, FIGURE2_EDGES, FIGURE3_EDGES, LAYOUT_FIGURES, POSITION_EDGES
 
-        edges = len(set(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES))
-        layout_edges = len(POSITION_EDGES)
-        p = 1 + edges * n_layers
+        def sweep(edges) -> float:
+            # the incremental engine: one clean pass, then each (edge, layer) knockout recomputes
+            # the target group's suffix through the layers from the cut on
+            if seq_len is None:
+                return 1 + len(edges) * n_layers  # counted as full passes
+            layer_share = sum(n_layers - l for l in range(n_layers)) / n_layers
+            return 1 + sum(SUFFIX_TOKENS[target] / seq_len * layer_share for _, target in edges)
+
+        p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES)))
         if params.get("layout_controls", True):
-            p += len(LAYOUT_FIGURES) * (1 + layout_edges * n_layers)
+            p += len(LAYOUT_FIGURES) * sweep(POSITION_EDGES)
         if params.get("saliency", True):
             p += 3
         return p + controls
@@ -74,8 +91,11 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
 
         # per sample: its conflict and its matched control are each scored by the fast scorer,
         # plain attribution and the direct score, and by exhaustive ablation when asked
-        one = fast_passes(total_heads, params.get("top_fraction", 0.05)) + (1 + BACKWARD_COST) + 1
-        scoring = 2 * (one + ((1 + total_heads) if params.get("exhaustive", True) else 0))
+        one = fast_passes(total_heads, params.get("top_fraction", 0.05), n_layers) + (1 + BACKWARD_COST) + 1
+        # the incremental engine reruns each head's ablation from its own layer: on average
+        # (L + 1) / (2 L) of a pass (head_scores.score_all counts the same)
+        exhaustive = 1 + total_heads * (n_layers + 1) / (2 * n_layers)
+        scoring = 2 * (one + (exhaustive if params.get("exhaustive", True) else 0))
         if chapter == "04_sparse_heads":
             return scoring + controls
         from .causal import ALPHAS, FRACTIONS
@@ -88,32 +108,71 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
 
 
 def estimate(card: ModelCard, chapter: str, n_samples: int, batch_size: int, dtype: str = "bfloat16",
-             params: dict | None = None) -> dict:
-    """Peak GPU memory (GiB) and run time (minutes) of one chapter on ``card``.
+             params: dict | None = None, gpu_gib: float = GPU_GIB) -> dict:
+    """Peak GPU memory (GiB) and run time (minutes) of one chapter on ``card``, on a GPU of
+    ``gpu_gib``.
 
-    Memory: the weights, plus the activations of one batch. Chapters with a backward pass
-    (01's saliency, 04/05's attribution) keep every layer's activations, estimated with
-    Korthikanti et al. (2022)'s per-layer formula s·b·h·(34 + 5·a·s/h) bytes; forward-only
-    chapters keep about one layer's worth plus the attention matrix of the hooked layer.
+    Memory: the weights, plus the activations of the batch the runner would run
+    (:func:`mfutils.memory.cap_batch`: ``batch_size``, or fewer rows where the GPU would not
+    hold it). Chapters with a backward pass (01's saliency, 04/05's attribution) keep every
+    layer's activations, by Korthikanti et al. (2022)'s per-layer formula; forward-only
+    chapters keep about two layers' worth (:mod:`mfutils.memory`).
     """
+    from . import memory
+
     params = params or {}
     t = card.image_tokens + TEXT_TOKENS
     b = BYTES[dtype]
     weights = card.params_b * 1e9 * b
     backward = chapter in ("04_sparse_heads", "05_causal_interventions") or (
         chapter == "01_shallow_routing" and params.get("saliency", True))
-    per_layer = t * batch_size * card.hidden * (34 + 5 * card.n_heads * t / card.hidden)
-    act = per_layer * (card.n_layers if backward else 2)
-    passes = passes_per_sample(chapter, card.n_layers, card.n_layers * card.n_heads, params)
+    shape = memory.Shape(card.n_layers, card.hidden, card.n_heads)
+    per_row = memory.row_bytes(shape, t, b, gradient=backward)
+    rows = memory.rows_that_fit(gpu_gib * 2**30 - weights, per_row, batch_size)
+    passes = passes_per_sample(chapter, card.n_layers, card.n_layers * card.n_heads, params, seq_len=t)
     samples = 2 * n_samples  # both instruction directions
     flops = 2 * card.lm_params_b * 1e9 * t * passes * samples
-    return {"model": card.model_id, "chapter": chapter, "passes per sample": passes,
-            "GPU memory (GiB, est.)": round((weights + act) / 2**30 * 1.1, 1),
+    return {"model": card.model_id, "chapter": chapter, "samples": n_samples, "passes per sample": round(passes, 1),
+            "batch": rows, "GPU memory (GiB, est.)": round((weights + rows * per_row) / 2**30, 1),
             "time (min, est.)": round(flops / (ASSUMED_TFLOPS * 1e12) / 60, 1)}
 
 
-def estimates_table(chapters: dict[str, dict], batch_size: int = 8, dtype: str = "bfloat16") -> pd.DataFrame:
-    """Every (model, chapter) estimate; ``chapters`` maps chapter -> its parameters."""
-    rows = [estimate(card, ch, int(p.get("n_samples", 128)), batch_size, dtype, p)
+def estimates_table(chapters: dict[str, dict], batch_size: int = 8, dtype: str = "bfloat16",
+                    n_samples: int | None = None) -> pd.DataFrame:
+    """Every (model, chapter) estimate; ``chapters`` maps chapter -> its parameters;
+    ``n_samples`` replaces each chapter's own sample count when given."""
+    rows = [estimate(card, ch, n_samples or int(p.get("n_samples", 128)), batch_size, dtype, p)
             for card in CARDS for ch, p in chapters.items()]
     return pd.DataFrame(rows)
+
+
+#: the project's target for the whole book on 1,000 items for one 7B model (minutes, one GPU)
+BOOK_TARGET_MIN = 60.0
+
+
+def plan_summary(est: pd.DataFrame, book_minutes: pd.Series, chapters: dict[str, dict]) -> str:
+    """A paragraph on the plan, from the tables it describes: whether every chapter fits the GPU,
+    whether the book meets :data:`BOOK_TARGET_MIN` on 1,000 items, which chapters cost most,
+    and what exhaustive head ablation multiplies chapters 4 and 5 by."""
+    fits = bool((est["GPU memory (GiB, est.)"] <= GPU_GIB).all())
+    capped = sorted({m.split("/")[-1] for m in est.loc[est["batch"] < est["batch"].max(), "model"]})
+    per_chapter = est.groupby("chapter")["time (min, est.)"].sum().sort_values(ascending=False)
+    from .chapters import entry
+
+    top = [f"{entry(c).heading.split(' · ')[1].lower()} (chapter {entry(c).number})" for c in per_chapter.index[:2]]
+    met = book_minutes[book_minutes <= BOOK_TARGET_MIN]
+    exhaustive = estimates_table({c: {**p, "exhaustive": True} for c, p in chapters.items()})
+    ratio = {c: exhaustive.loc[exhaustive["chapter"] == c, "time (min, est.)"].sum()
+             / max(est.loc[est["chapter"] == c, "time (min, est.)"].sum(), 1e-9)
+             for c in ("04_sparse_heads", "05_causal_interventions") if c in chapters}
+    text = [("Every chapter of every family fits one " if fits else "Not every chapter fits one ")
+            + f"{GPU_GIB:.0f} GB GPU at its defaults"
+            + (f"; the cap lowers the batch for {', '.join(capped)}." if capped else ".")]
+    text.append(f"On 1,000 items the whole book takes {book_minutes.min():,.0f}–{book_minutes.max():,.0f} minutes "
+                f"(estimated), against a target of {BOOK_TARGET_MIN:.0f}: "
+                + (f"met for {len(met)} of {len(book_minutes)} models." if len(met) else "not met for any model.")
+                + f" The most expensive chapters are {' and '.join(top)}.")
+    if ratio:
+        text.append("With `exhaustive: true` the time of " + " and ".join(
+            f"chapter {entry(c).number} grows {r:.1f}-fold" for c, r in ratio.items()) + ".")
+    return " ".join(text)

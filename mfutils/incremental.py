@@ -99,12 +99,21 @@ def _layers_from(lm: nn.Module, first: int):
         lm.layers = full
 
 
-def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int) -> torch.Tensor:
-    """``(B, V)`` last-position logits with positions ``start..T-1`` recomputed through layers
-    ``first_layer..L-1`` under whatever edits are active, every other state taken from ``clean``.
+def _tile(x: torch.Tensor, k: int, dim: int = 0) -> torch.Tensor:
+    """``x`` repeated ``k`` times along its batch dimension ``dim``: copy ``j`` of sample ``b``
+    is row ``j * B + b``."""
+    return x if k == 1 else x.repeat(*[k if d == dim else 1 for d in range(x.dim())])
+
+
+def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int, tiles: int = 1) -> torch.Tensor:
+    """``(tiles * B, V)`` last-position logits with positions ``start..T-1`` recomputed through
+    layers ``first_layer..L-1`` under whatever edits are active, every other state taken from
+    ``clean``.
 
     Equals a full forward pass under the same edits (within float tolerance) provided the edits
-    touch no layer below ``first_layer`` and no query position below ``start``.
+    touch no layer below ``first_layer`` and no query position below ``start``. ``tiles``: the
+    batch runs ``tiles`` times in one pass (row ``j * B + b`` is copy ``j`` of sample ``b``), so
+    that edits that differ per row (:func:`mfutils.interventions.zero_head_per_row`) share it.
     """
     from transformers import DynamicCache
 
@@ -114,15 +123,19 @@ def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int) -> torc
         raise ValueError(f"start {start} must lie before every sample's last position")
     cache = DynamicCache(config=lm.config)
     for layer in range(ad.n_layers):
-        cache.update(clean.keys[layer][..., :start, :], clean.values[layer][..., :start, :], layer)
-    kwargs = {"inputs_embeds": clean.resid[first_layer][:, start:], "use_cache": True, _cache_kwarg(lm): cache}
+        cache.update(_tile(clean.keys[layer][..., :start, :], tiles), _tile(clean.values[layer][..., :start, :], tiles), layer)
+    kwargs = {"inputs_embeds": _tile(clean.resid[first_layer][:, start:], tiles), "use_cache": True,
+              _cache_kwarg(lm): cache}
     if "attention_mask" in clean.lm_kwargs:
-        kwargs["attention_mask"] = clean.lm_kwargs["attention_mask"]
+        kwargs["attention_mask"] = _tile(clean.lm_kwargs["attention_mask"], tiles)
     if clean.lm_kwargs.get("position_ids") is not None:
-        kwargs["position_ids"] = clean.lm_kwargs["position_ids"][..., start:]
+        pos = clean.lm_kwargs["position_ids"][..., start:]
+        # Qwen2-VL's rotary ids are (sections, B, T); every other family's (B, T)
+        kwargs["position_ids"] = _tile(pos, tiles, dim=1 if pos.dim() == 3 else 0)
     with torch.no_grad(), _layers_from(lm, first_layer):
-        hidden = lm(**kwargs).last_hidden_state  # (B, T - start, d), after the final norm
-    last = (clean.lengths.to(hidden.device) - 1 - start)[:, None, None].expand(-1, 1, hidden.shape[-1])
+        hidden = lm(**kwargs).last_hidden_state  # (tiles * B, T - start, d), after the final norm
+    lengths = _tile(clean.lengths.to(hidden.device), tiles)
+    last = (lengths - 1 - start)[:, None, None].expand(-1, 1, hidden.shape[-1])
     return ad.unembed(hidden.gather(1, last)[:, 0])
 
 

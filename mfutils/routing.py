@@ -188,6 +188,26 @@ def measure_agreement(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def constraint_control(curve: pd.DataFrame) -> pd.DataFrame:
+    """Largest |effect| of cutting each cue into the constraint sentence (:data:`CONTROL_EDGES`),
+    per edge and direction: one row each, the log-odds change and I_NSSD."""
+    ctrl = curve[curve["edge"].isin([edge_name(*e) for e in CONTROL_EDGES])]
+    return ctrl.groupby(["edge", "target"]).agg(**{
+        "max |Δ log-odds|": ("log_odds", lambda s: s.abs().max()),
+        "max |I_NSSD|": ("i_nssd", lambda s: s.abs().max())}).reset_index()
+
+
+#: the edges whose subsample stability the chapter shows (the three routes of Figure 3)
+STABILITY_EDGES = [("vision", "text"), ("text_context", "instruction"), ("vision", "instruction")]
+
+
+def stability_by_fraction(stability: pd.DataFrame) -> pd.DataFrame:
+    """``subsample_stability``'s Pearson r for :data:`STABILITY_EDGES`: one row per (edge,
+    direction), one column per fraction of samples kept."""
+    keep = stability[stability["edge"].isin([edge_name(*e) for e in STABILITY_EDGES])]
+    return keep.pivot_table(index=["edge", "target"], columns="fraction", values="pearson_r_with_full")
+
+
 def subsample_stability(df: pd.DataFrame, fractions=(0.2, 0.4, 0.6, 0.8, 1.0), seed: int = 0) -> pd.DataFrame:
     """Curves of the verdict measure (log-odds change) recomputed on random subsets of samples
     (no new forward passes): Pearson r with the full curve and the most negative layer, per

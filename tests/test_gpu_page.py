@@ -39,14 +39,47 @@ def test_every_family_has_a_parameter_file_valid_for_every_chapter():
 
 def test_estimates_count_the_passes_the_chapters_run():
     # the organism's chapter 04, per conflict and again per matched control: fast scorer (2 IG
-    # steps of forward + backward = 6, a clean pass, and its shortlist of 2 x 4 heads ablated),
-    # plain attribution (3), direct (1), and 1 + 64 passes of exhaustive ablation; plus the
-    # per-model filter's 2 control passes
-    fast = 6 + 1 + 8
-    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 2 * (fast + 3 + 1 + 65) + 2
+    # steps of forward + backward = 6, a clean pass, and its shortlist of 2 x 4 heads ablated,
+    # each from its own layer: 9/16 of a pass on average),
+    # plain attribution (3), direct (1), and exhaustive ablation: a clean pass plus each of the
+    # 64 heads rerun from its own layer, 8 heads x (8 + 7 + ... + 1) / 8 layers = 36 passes
+    # (what head_scores.score_all counts); plus the per-model filter's 2 control passes
+    fast = 6 + 1 + 8 * 9 / 16
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 2 * (fast + 3 + 1 + 37) + 2
     assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 2 * (fast + 3 + 1) + 2
     e = estimates.estimate(estimates.CARDS[0], "00_behaviour", 128, 8)
     assert 13 < e["GPU memory (GiB, est.)"] < 20  # 7B in bf16 is about 13 GiB of weights
+    # chapter 01's knockouts: the incremental engine's share of a pass, below one full pass each
+    full = estimates.passes_per_sample("01_shallow_routing", 32, 1024, {})
+    incremental = estimates.passes_per_sample("01_shallow_routing", 32, 1024, {}, seq_len=700)
+    assert incremental < 0.15 * full
+
+
+def test_every_chapter_of_every_family_fits_one_80_gb_gpu():
+    from mfutils.chapters import CHAPTERS, notebook_defaults
+
+    for exhaustive in (False, True):
+        est = estimates.estimates_table({ch: {**notebook_defaults(ch), "exhaustive": exhaustive} for ch in CHAPTERS})
+        assert (est["GPU memory (GiB, est.)"] <= estimates.GPU_GIB).all()
+        assert (est["batch"] >= 1).all()
+    # the cap is what makes them fit: LLaVA-NeXT's 2,144 image tokens hold few rows with gradients
+    next_ = est[(est["model"].str.contains("mistral")) & (est["chapter"] == "04_sparse_heads")]
+    assert int(next_["batch"].iloc[0]) < 8
+
+
+def test_batch_cap_follows_the_visible_memory(tiny_bundle, monkeypatch):
+    from mfutils import memory
+
+    assert memory.cap_batch(tiny_bundle, "04_sparse_heads", 16) == (16, None)  # CPU: never capped
+    shape = memory.Shape.of(tiny_bundle.adapter.language_model.config)
+    per_row = memory.row_bytes(shape, memory.DEFAULT_SEQ_LEN, 4, gradient=True)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: int(5 * per_row / memory.HEADROOM))
+    size, why = memory.cap_batch(tiny_bundle, "04_sparse_heads", 16)
+    assert size == 5 and "16 -> 5" in why
+    assert memory.cap_batch(tiny_bundle, "04_sparse_heads", 4) == (4, None)
+    assert memory.heads_per_pass(tiny_bundle, 4, 64) == tiny_bundle.adapter.n_heads
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
+    assert memory.cap_batch(tiny_bundle, "00_behaviour", 16)[0] == 1 and memory.heads_per_pass(tiny_bundle, 4, 64) == 1
 
 
 @pytest.mark.slow

@@ -70,6 +70,9 @@ def test_score_all_counts_passes(tiny_bundle):
     assert s["passes_per_sample"]["ablation"] == 1 + ad.n_layers * ad.n_heads
     assert s["passes_per_sample"]["attribution"] == 3  # a backward pass counts as two forwards
     assert s["passes_per_sample"]["fast"] == fast_passes(ad.n_layers * ad.n_heads, 0.05)
+    # the shortlist rerun from each head's own layer: between 1/L and all of a pass per head
+    k = fast_passes(ad.n_layers * ad.n_heads, 0.05) - 7
+    assert 7 + k / ad.n_layers <= s["passes_per_sample"]["fast, incremental"] <= 7 + k
     # the fast scorer's shortlist is ablated exactly: where it ablated, it equals exhaustive ablation
     exact = s["ablation"]
     fast = s["fast"]
@@ -175,13 +178,18 @@ def test_agreement_is_measured_over_heads_above_noise():
 
 
 def test_incremental_head_ablation_equals_full_passes(tiny_bundle):
-    from mfutils.head_scores import incremental_metric
+    from mfutils import incremental
+    from mfutils.head_scores import ablation_tiled, incremental_metric
 
     items = synthetic.paper_conflicts(3, seed=6)
     batch = encode(tiny_bundle, items)
     answers = [answer_tokens(tiny_bundle.tokenizer, it) for it in items]
     full = ablation_per_sample(tiny_bundle.adapter, model_metric(tiny_bundle, batch, answers))
-    cached, metric_from = incremental_metric(tiny_bundle, batch, answers)
-    fast = ablation_per_sample(tiny_bundle.adapter, cached, metric_from=metric_from)
+    run = incremental.clean_run(tiny_bundle, batch)
+    fast = ablation_per_sample(tiny_bundle.adapter, model_metric(tiny_bundle, batch, answers),
+                               metric_from=incremental_metric(tiny_bundle, run, answers))
     assert torch.allclose(full, fast, atol=1e-4) and full.abs().max() > 1e-3
+    # several heads per pass (the batch tiled, each copy losing another head), chunks uneven
+    for k in (1, 3, tiny_bundle.adapter.n_heads):
+        assert torch.allclose(ablation_tiled(tiny_bundle, run, answers, k), full, atol=1e-4), k
     assert active_hook_count() == 0

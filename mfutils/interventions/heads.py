@@ -80,6 +80,35 @@ def scale_heads(adapter, heads: dict[tuple[int, int], float] | Iterable[tuple[in
 
 
 @contextmanager
+def zero_head_per_row(adapter, layer: int, heads: torch.Tensor):
+    """Zero one head of ``layer`` per batch row: row ``r`` loses head ``heads[r]`` (``-1``: none).
+
+    ``heads``: long ``(B,)``. Lets one pass over a batch tiled ``k`` times ablate ``k`` heads
+    at once (exhaustive head scoring). A pre-hook on the layer's ``o_proj`` as in
+    :func:`scale_heads`, whose input is ``(B, T, H * D)``.
+    """
+    if not 0 <= layer < adapter.n_layers:
+        raise IndexError(f"layer {layer} outside {adapter.n_layers} layers")
+    if int(heads.max()) >= adapter.n_heads or int(heads.min()) < -1:
+        raise IndexError(f"head indices must lie in -1..{adapter.n_heads - 1}")
+    H, D = adapter.n_heads, adapter.head_dim
+
+    def hook(module, args):
+        x = args[0]
+        if x.shape[0] != heads.shape[0]:
+            raise ValueError(f"zero_head_per_row got {heads.shape[0]} rows for a batch of {x.shape[0]}")
+        keep = torch.ones(x.shape[0], H, dtype=x.dtype, device=x.device)
+        rows = torch.nonzero(heads >= 0)[:, 0]
+        keep[rows.to(x.device), heads[rows].to(x.device)] = 0
+        y = (x.view(*x.shape[:-1], H, D) * keep.view(x.shape[0], *([1] * (x.dim() - 2)), H, 1)).view_as(x)
+        return (y,) + tuple(args[1:])
+
+    with hooks_removed_on_exit() as handles:
+        track_hook(handles, adapter.o_proj(layer).register_forward_pre_hook(hook))
+        yield
+
+
+@contextmanager
 def mean_ablate_mlps(adapter, means: dict[int, torch.Tensor]):
     """Replace the output of MLP ``layer`` by ``means[layer]`` (``(d_model,)``) at every position."""
     def make_hook(mean):

@@ -71,6 +71,26 @@ def test_head_ablation_from_its_layer_equals_full_recomputation(bundle, batch):
     assert active_hook_count() == 0
 
 
+def test_tiled_head_ablation_equals_one_head_per_full_pass(bundle, batch):
+    """Several heads per pass: the batch tiled, each copy losing another head of the layer,
+    recomputed from that layer on (Qwen2-VL's 3-D rotary ids tiled along their batch axis)."""
+    from mfutils.head_scores import ablation_tiled
+    from mfutils.metrics import answer_tokens, readout
+
+    ad = bundle.adapter
+    items = synthetic.paper_conflicts(3, seed=7)
+    answers = [answer_tokens(bundle.tokenizer, it) for it in items]
+    clean = incremental.clean_run(bundle, batch)
+    tiled = ablation_tiled(bundle, clean, answers, heads_per_pass=3)
+    base = readout(clean.logits, answers).logit_diff
+    for layer in range(ad.n_layers):
+        for head in range(ad.n_heads):
+            with torch.no_grad(), scale_heads(ad, [(layer, head)], 0.0):
+                full = readout(last_logits(bundle.model(**batch.inputs), batch.lengths), answers).logit_diff
+            assert torch.allclose(tiled[:, layer, head], base - full, atol=ATOL), (layer, head)
+    assert active_hook_count() == 0
+
+
 def test_the_model_is_left_as_it_was(bundle, batch):
     ad = bundle.adapter
     layers = list(ad.language_model.layers)

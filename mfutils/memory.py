@@ -1,0 +1,109 @@
+"""How many rows of a batch fit in the accelerator's memory: one formula for the runner's batch
+cap, the tiled head scoring and the GPU page's estimates.
+
+Activation sizes are estimates, not measurements (they ignore allocator slack and kernel
+workspaces; :data:`HEADROOM` covers those):
+
+- a gradient pass keeps every layer's activations, Korthikanti et al. (2022)'s per-layer
+  ``s·h·(34 + 5·a·s/h)`` bytes per row at 16-bit (``s`` tokens, width ``h``, ``a`` heads);
+- a forward pass without gradients keeps about two layers' worth at a time.
+
+On the CPU nothing is capped: the chapters' CPU batch sizes are small, and system memory is not
+what a GPU user runs out of.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: share of the free memory a batch may take (the rest: allocator fragmentation, workspaces)
+HEADROOM = 0.7
+#: chapters whose scorers take gradients through every layer (01's saliency, 04/05's attribution)
+GRADIENT_CHAPTERS = ("01_shallow_routing", "04_sparse_heads", "05_causal_interventions")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the activation formula needs of a language model."""
+
+    n_layers: int
+    hidden: int
+    n_heads: int
+
+    @classmethod
+    def of(cls, config) -> "Shape":
+        return cls(config.num_hidden_layers, config.hidden_size, config.num_attention_heads)
+
+
+def layer_bytes_per_row(shape: Shape, seq_len: int, dtype_bytes: int = 2) -> float:
+    """Activation bytes of one decoder layer for one row of ``seq_len`` tokens (Korthikanti's
+    formula, written for 16-bit activations; scaled for others)."""
+    s, h, a = seq_len, shape.hidden, shape.n_heads
+    return s * h * (34 + 5 * a * s / h) * dtype_bytes / 2
+
+
+def row_bytes(shape: Shape, seq_len: int, dtype_bytes: int = 2, gradient: bool = False) -> float:
+    """Peak activation bytes per batch row: every layer's with a gradient, two layers' without."""
+    return layer_bytes_per_row(shape, seq_len, dtype_bytes) * (shape.n_layers if gradient else 2)
+
+
+def rows_that_fit(free_bytes: float, per_row: float, want: int) -> int:
+    """The most rows, at most ``want`` and at least one, whose activations take no more than
+    :data:`HEADROOM` of ``free_bytes``."""
+    return max(1, min(want, int(HEADROOM * free_bytes // max(per_row, 1.0))))
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Free accelerator memory on ``device``; None on the CPU (nothing is capped there)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+#: a typical prompt length when nothing better is known (LLaVA-1.5's 576 image tokens + text)
+DEFAULT_SEQ_LEN = 700
+
+
+def typical_seq_len(model_id: str) -> int:
+    """Image tokens + the paper's text for a known checkpoint (:data:`mfutils.estimates.CARDS`),
+    else :data:`DEFAULT_SEQ_LEN`."""
+    from .estimates import CARDS, TEXT_TOKENS
+
+    card = next((c for c in CARDS if c.model_id == model_id), None)
+    return card.image_tokens + TEXT_TOKENS if card else DEFAULT_SEQ_LEN
+
+
+def cap_batch(bundle, chapter: str, batch_size: int, gradient: bool | None = None) -> tuple[int, str | None]:
+    """``(batch size to run, message)``: ``batch_size``, or fewer rows where the visible GPU
+    memory would not hold it (the message says what was chosen and why; None when unchanged).
+
+    ``gradient``: whether the chapter takes gradients (default: it is in :data:`GRADIENT_CHAPTERS`).
+    """
+    free = free_bytes(bundle.device)
+    if free is None:
+        return batch_size, None
+    gradient = chapter in GRADIENT_CHAPTERS if gradient is None else gradient
+    shape = Shape.of(bundle.adapter.language_model.config)
+    seq = typical_seq_len(bundle.model_id)
+    per_row = row_bytes(shape, seq, torch.finfo(bundle.dtype).bits // 8, gradient)
+    fit = rows_that_fit(free, per_row, batch_size)
+    if fit == batch_size:
+        return batch_size, None
+    return fit, (f"batch size {batch_size} -> {fit}: {free / 2**30:.1f} GiB free after loading, "
+                 f"~{per_row / 2**30:.2f} GiB per row at ~{seq} tokens ({'with' if gradient else 'without'} "
+                 f"gradients; estimate, mfutils.memory)")
+
+
+def heads_per_pass(bundle, batch_rows: int, seq_len: int) -> int:
+    """How many heads of a layer one tiled ablation pass may take (all of them on the CPU):
+    each head adds ``batch_rows`` forward rows without gradients."""
+    n_heads = bundle.adapter.n_heads
+    free = free_bytes(bundle.device)
+    if free is None:
+        return n_heads
+    shape = Shape.of(bundle.adapter.language_model.config)
+    per_head = batch_rows * row_bytes(shape, seq_len, torch.finfo(bundle.dtype).bits // 8, gradient=False)
+    return rows_that_fit(free, per_head, n_heads)
