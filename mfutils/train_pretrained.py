@@ -36,6 +36,24 @@ from .metrics import forward_last_logits
 from .training import TrainConfig, accumulate_gradients, accuracy_by_group, parse_mix, pretrain_vision, seed_everything
 
 
+#: What has not taught the instruction gate over the whole bank (measured on 2026-11-30; monitor
+#: of 96 held-out-object conflicts, ~17 per direction, so +-12 points of noise; image / text):
+#:
+#: - with images: the defaults, ``paired``, a curriculum, a 700-step budget, a frozen projector
+#:   (see :attr:`PretrainedTrainConfig.projector_lr`);
+#: - images described in text ("Image: a red circle.") instead of image tokens, so without any
+#:   vision path: LoRA at lr 2e-3, 37/71% after 150 steps (final monitor, 128 items); at 1e-3,
+#:   47/56 (50), 41/44 (100); with the side task, see ``source_share``;
+#: - full fine-tuning of the language model (embeddings frozen), text-described, lr 1e-4:
+#:   29/69 (50), 47/63 (100).
+#:
+#: So neither the tiny vision path nor the LoRA's capacity is what fails: 100-150 steps over 112
+#: training sentences do not teach a 135M model which source a sentence names. A ridge probe on
+#: the base model's hidden states (leave-one-sentence-shape-out) read the named source at
+#: 45-65% at every third layer, at the instruction's end and at the last position: the base
+#: model does not represent it. One sentence per direction is learnt (see ``curriculum_steps``).
+
+
 @dataclass(frozen=True)
 class PretrainedTrainConfig:
     seed: int = 0
@@ -82,6 +100,18 @@ class PretrainedTrainConfig:
     #: over to the bank's other sentences (15% / 72% on them after the 100 steps, 62% / 56%
     #: 100 steps later; measured), so it is off by default
     curriculum_steps: int = 0
+    #: share of the training conflicts asked instead which source their instruction names
+    #: (:data:`SOURCE_QUESTION`, answered "image" or "text"): a side task that teaches what the
+    #: bank's sentences mean, negations included, with the same image, context and instruction.
+    #: At 0.3 (text-described images) the conflicts were still at chance after 150 steps:
+    #: 35/75% (step 50), 24/84 (100), 53/50 (150; measured, 2026-11-30), so it is off
+    source_share: float = 0.0
+    #: sentence-shape stages, e.g. "100,60,60": the first 100 stage-2 steps ask only sentences
+    #: that name the modality to follow alone ("Look only at the image."), the next 60 add those
+    #: naming it first ("Trust the image over the text."), the next 60 those naming the other
+    #: first, and the rest of the budget the whole bank (negations naming only the other
+    #: modality, "Disregard the text."). See :func:`staged_phrasings`; empty: no stages
+    shape_stages: str = ""
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
 
 
@@ -121,6 +151,85 @@ def with_core_phrasings(items: list) -> list:
     from .evaluation import with_target
 
     return [with_target(it, it.target, CORE_PHRASINGS[it.target]) if it.target else it for it in items]
+
+
+#: the order in which :func:`staged_phrasings` admits the bank's sentence shapes
+SHAPE_ORDER = ("names_followed", "followed_first", "other_first", "names_other")
+
+
+def sentence_shape(template: str) -> str:
+    """Which modalities a template names and in what order (an item of :data:`SHAPE_ORDER`)."""
+    a, b = template.find("{A}"), template.find("{B}")
+    if b < 0:
+        return "names_followed"
+    if a < 0:
+        return "names_other"
+    return "followed_first" if a < b else "other_first"
+
+
+def _shape_of_sentence() -> dict[tuple[str, str], str]:
+    """``(target, training sentence) -> shape`` for the pretrained organism's bank."""
+    out = {}
+    for target, other in (("image", "text"), ("text", "image")):
+        for t in synthetic._PRETRAINED_TRAIN:
+            for a, b in zip(synthetic._PRETRAINED_WORDS[target], synthetic._PRETRAINED_WORDS[other]):
+                out[(target, t.format(A=a, B=b))] = sentence_shape(t)
+    return out
+
+
+def staged_phrasings(items: list, stages: tuple[int, ...], batch_size: int, bank: dict, seed: int) -> list:
+    """``items`` (stage 2's, in step order) whose instructions, during the first ``sum(stages)``
+    steps, come only from the sentence shapes admitted so far: stage ``k`` (``stages[k]``
+    steps) admits the first ``k + 1`` shapes of :data:`SHAPE_ORDER`. An instruction of a shape
+    not yet admitted is replaced by a seeded draw among the admitted training sentences of the
+    same target; everything else about the item stays.
+
+    Why: the bank names both modalities in sentences of both directions, so at the start no
+    token of the instruction tells the direction apart, and the gate got no gradient to grow
+    from (the trained LoRA answered identically under every sentence; measured). Sentences
+    naming only the followed modality do tell it apart by a word; later shapes then refine
+    the gate instead of having to create it.
+    """
+    import random
+
+    from .evaluation import with_target
+
+    shape = _shape_of_sentence()
+    rng = random.Random(seed)
+    bounds = [sum(stages[: k + 1]) for k in range(len(stages))]
+    pools: dict = {}
+    out = []
+    for i, it in enumerate(items):
+        step = i // batch_size
+        admitted = next((k + 1 for k, end in enumerate(bounds) if step < end), len(SHAPE_ORDER))
+        allowed = set(SHAPE_ORDER[:admitted])
+        if it.target and admitted < len(SHAPE_ORDER) and shape.get((it.target, it.instruction)) not in allowed:
+            key = (it.target, admitted)
+            if key not in pools:
+                pools[key] = [x for x in bank[it.target]["train"] if shape[(it.target, x)] in allowed]
+            it = with_target(it, it.target, rng.choice(pools[key]))
+        out.append(it)
+    return out
+
+
+#: the side task's question (:attr:`PretrainedTrainConfig.source_share`)
+SOURCE_QUESTION = "Which should the answer come from, the image or the text?"
+
+
+def source_questions(items: list, share: float, seed: int) -> list:
+    """``items`` with a seeded ``share`` of the conflicts asking :data:`SOURCE_QUESTION`
+    instead of their own question: the instructed answer is then the word "image" or "text"."""
+    import dataclasses
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for it in items:
+        if it.kind == "conflict" and share > 0 and rng.random() < share:
+            it = dataclasses.replace(it, uid=it.uid + "-source", question=SOURCE_QUESTION, answer_image="image",
+                                     answer_text="text", meta={**it.meta, "source_question": True})
+        out.append(it)
+    return out
 
 
 def pair_conflicts(items: list, bank: dict, seed: int) -> list:
@@ -188,6 +297,10 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     align = align_projector(model, processor, cfg, log)
     if cfg.paired:
         items = pair_conflicts(items, bank, cfg.seed + 20)
+    items = source_questions(items, cfg.source_share, cfg.seed + 30)
+    if cfg.shape_stages:
+        items = staged_phrasings(items, tuple(int(x) for x in cfg.shape_stages.split(",")), cfg.batch_size, bank,
+                                 cfg.seed + 40)
     cut = cfg.curriculum_steps * cfg.batch_size
     items = with_core_phrasings(items[:cut]) + items[cut:]
     monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=bank)
@@ -309,6 +422,9 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         f"  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"
         + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)") + ";",
         f"  weight decay {cfg['weight_decay']}; tower and base weights frozen; seed {cfg['seed']}, {cfg['threads']} thread(s)",
+        (f"- side task: {cfg['source_share']:.0%} of the training conflicts ask \"{SOURCE_QUESTION}\" instead of their"
+         " question (answer: the word \"image\" or \"text\"), so that what the instruction sentences mean is learnt"
+         " with the same image, context and instruction" if cfg.get("source_share") else "- no side task"),
         "- loss: cross-entropy of the instructed answer's first token at the last position"
         + ("; every conflict is followed in its batch by its twin under the other instruction" if cfg.get("paired") else ""),
         f"- time (both stages): {rec['seconds']['total']:.0f} s on {rec['machine']['processor']} (python {rec['machine']['python']}, "

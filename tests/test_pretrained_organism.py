@@ -34,6 +34,37 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
 
 
+def test_the_side_task_asks_which_source_the_instruction_names():
+    from mfutils.train_pretrained import SOURCE_QUESTION, source_questions
+
+    items = synthetic.make_split("train", 200, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    side = source_questions(items, 0.5, seed=1)
+    asked = [(a, b) for a, b in zip(items, side) if b.question == SOURCE_QUESTION]
+    assert 0.3 < len(asked) / sum(it.kind == "conflict" for it in items) < 0.7
+    assert all(b.following_answer == a.target and b.competitor_answer != a.target for a, b in asked)
+    assert all((a.image_ref, a.context, a.instruction) == (b.image_ref, b.context, b.instruction) for a, b in asked)
+    assert [b for b in side if b.question != SOURCE_QUESTION] == [a for a, b in zip(items, side) if b.question != SOURCE_QUESTION]
+    assert source_questions(items, 0.5, seed=1) == side and source_questions(items, 0.0, seed=1) == items
+
+
+def test_shape_stages_admit_the_sentence_shapes_in_order():
+    from mfutils.train_pretrained import SHAPE_ORDER, _shape_of_sentence, sentence_shape, staged_phrasings
+
+    assert [sentence_shape(t) for t in ("Go by the {A}.", "Trust the {A} over the {B}.",
+                                        "If the {B} and the {A} disagree, follow the {A}.", "Disregard the {B}.")] == list(SHAPE_ORDER)
+    bank = synthetic.PRETRAINED_PHRASINGS
+    items = synthetic.make_split("train", 4 * 40, seed=0, phrasings=bank)
+    staged = staged_phrasings(items, (10, 10, 10), 4, bank, seed=2)
+    shape = _shape_of_sentence()
+    for stage in range(4):
+        seen = {shape[(it.target, it.instruction)] for it in staged[stage * 40:(stage + 1) * 40] if it.target}
+        assert seen <= set(SHAPE_ORDER[:stage + 1]), stage
+    assert staged[120:] == items[120:]  # after the stages: the whole bank, untouched
+    same = [(a.kind, a.target, a.answer_image, a.answer_text, a.image_ref, a.context) for a in items]
+    assert same == [(a.kind, a.target, a.answer_image, a.answer_text, a.image_ref, a.context) for a in staged]
+    assert all(it.instruction in bank[it.target]["train"] for it in staged if it.target)
+
+
 def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_rest():
     from mfutils.train_pretrained import CORE_PHRASINGS, with_core_phrasings
 
