@@ -36,6 +36,8 @@ INTERRUPTED = 130
 #: book pages that are notebooks too, executed after the chapters (the front page reads their results)
 PAGES = ("organism", "reproduce_on_gpu", "index")
 ENVIRONMENT = Path("book") / "environment.md"
+#: the latest `make bench` report (scripts/benchmark.py writes it; the environment page shows its engine table)
+BENCHMARK = Path("book") / "_benchmark.json"
 #: packages whose versions the environment page records
 RECORDED = ("torch", "transformers", "numpy", "pandas", "pyarrow", "scipy", "matplotlib", "seaborn", "papermill",
             "nbformat", "jupyter-book", "sphinx", "myst-nb")
@@ -255,6 +257,15 @@ def _record(root: Path, timings: list[dict]) -> None:
     order = [s.stem for s, _ in notebooks(root)]
     merged = [old[k] for k in order if k in old]
     path.write_text(json.dumps(merged, indent=1) + "\n")
+    write_environment_page(root, env)
+
+
+def write_environment_page(root: Path, env: dict | None = None) -> None:
+    """The environment page from ``book/_timings.json`` (chapter runs) and, when ``make bench``
+    has written it, ``book/_benchmark.json`` (naive versus incremental recomputation)."""
+    path = root / TIMINGS
+    merged = json.loads(path.read_text()) if path.exists() else []
+    env = env or (merged[-1]["environment"] if merged else environment())
     lines = ["# Environment and timings", "",
              "Written by `python -m mfutils.runner` each time it executes the book with its default parameters:",
              "what each chapter ran with, how long it took and its kernel's peak resident memory.",
@@ -270,6 +281,21 @@ def _record(root: Path, timings: list[dict]) -> None:
     lines += ["", f"Total: {total:.0f} s ({total / 60:.1f} min).", "", "## Package versions (latest run)", "",
               "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
+    bench = root / BENCHMARK
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        m = b["machine"]
+        lines += ["", "## Naive versus incremental recomputation (`make bench`)", "",
+                  f"One run of `scripts/benchmark.py` on {b.get('measured', 'an unrecorded date')} (python {m['python']}, "
+                  f"torch {m['torch']}, {m['cpu']}, {b.get('threads', 1)} thread(s)): forward-equivalents per sample and "
+                  "wall time of each task, both engines on the same samples; the last column is the largest "
+                  "difference of the answers' logit difference from the naive engine's.", "",
+                  "| model | task | engine | forward-equivalents / sample | share of naive | seconds | max difference |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in b["engine"]:
+            diff = r.get("max |Δ logit diff| vs naive")
+            lines.append(f"| {r['model']} | {r['task']} | {r['engine']} | {r['forward-equivalents / sample']} | "
+                         f"{r['share of naive']:.0%} | {r['seconds']} | {'' if diff is None else f'{diff:.1e}'} |")
     (root / ENVIRONMENT).write_text("\n".join(lines) + "\n")
 
 

@@ -12,8 +12,9 @@
    folder, with its wall time, kernel peak memory and forward passes per sample; without it, the
    timings the last ``make book`` recorded in ``book/_timings.json``.
 
-Prints tables and writes everything as JSON (default ``_build/benchmark.json``). No test
-asserts on these numbers: they describe one machine.
+Prints tables and writes everything as JSON (default ``book/_benchmark.json``, whose engine
+table the book's environment page shows). No test asserts on these numbers: they describe
+one machine.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mfutils import estimates, evaluation, head_scores, session
+from mfutils import estimates, evaluation, head_scores, memory, session
 from mfutils.chapters import CHAPTERS, chapter_spec
 from mfutils.encoding import encode
 from mfutils.head_scores import HeadsSpec
 from mfutils.paths import project_root
+from mfutils.runner import BENCHMARK, write_environment_page
 
 
 def bench_scorers(bundle, n_samples: int) -> dict:
@@ -62,13 +64,14 @@ def bench_scorers(bundle, n_samples: int) -> dict:
     return out
 
 
-def bench_engine(bundle, n_samples: int) -> list[dict]:
+def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> list[dict]:
     """Naive versus incremental recomputation, measured in this run: forward-equivalents per
-    sample, wall time and the largest difference of the answers' logit difference."""
+    sample, wall time and the largest difference of the answers' logit difference.
+    ``control_filter``: off for an untrained stand-in, which answers no control right."""
     from mfutils import routing
     from mfutils.metrics import answer_tokens
 
-    spec = routing.RoutingSpec(n_samples=n_samples)
+    spec = routing.RoutingSpec(n_samples=n_samples, control_filter=control_filter)
     items, _ = evaluation.conflict_items(spec, bundle)
     edges = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES))
     out, sweeps = [], {}
@@ -100,14 +103,39 @@ def bench_engine(bundle, n_samples: int) -> list[dict]:
                 results[engine] = head_scores.ablation_per_sample(
                     ad, head_scores.model_metric(bundle, batch, answers),
                     metric_from=head_scores.incremental_metric(bundle, run, answers))
-            else:  # every head of a layer in one pass over the tiled batch (what the chapters run)
-                results[engine] = head_scores.ablation_tiled(bundle, run, answers, H)
+            else:  # several heads per pass over the tiled batch, as many as the chapters take (mfutils.memory)
+                k = memory.heads_per_pass(bundle, len(conflicts), batch.inputs["input_ids"].shape[1])
+                results[engine] = head_scores.ablation_tiled(bundle, run, answers, k)
+                engine = f"incremental, {k} head(s) per pass"
+                results[engine] = results.pop("incremental, heads tiled")
             passes = 1 + H * sum((L - l) / L for l in range(L))
         out.append({"task": "exhaustive head ablation (chapter 04)", "engine": engine,
                     "forward-equivalents / sample": round(passes, 2), "share of naive": round(passes / (1 + L * H), 3),
                     "seconds": round(time.perf_counter() - t0, 2),
                     "max |Δ logit diff| vs naive": float((results["naive"] - results[engine]).abs().max())})
     return out
+
+
+def pretrained_bundle():
+    """``(bundle, label)``: the pretrained organism as the book loads it; where its trained parts
+    are not shipped yet, the same architecture (SmolLM2-135M-Instruct's real weights, a tower,
+    a projector) after a two-step training into a temporary folder, labelled as untrained.
+    Cost and engine equality do not depend on what the parts learnt."""
+    from mfutils import pretrained_organism as po
+    from mfutils.loading import load_model
+
+    if (po.pretrained_dir() / po.PARTS_FILE).exists():
+        return load_model("pretrained-organism"), "pretrained-organism"
+    from mfutils.train_pretrained import PretrainedTrainConfig, train
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pretrained-"))
+    po.pretrained_dir = lambda: tmp / "parts"
+    po.cache_root = lambda: tmp / "cache"
+    with torch.enable_grad():
+        train(tmp / "parts", PretrainedTrainConfig(steps=2, eval_every=100, eval_size=4, final_eval_size=8,
+                                                  vision_pretrain_steps=2, align_steps=2, micro_batches=1,
+                                                  batch_size=4, threads=2), log=lambda *_: None)
+    return load_model("pretrained-organism"), "pretrained architecture (untrained parts)"
 
 
 def bench_threads(bundle, repeats: int = 5) -> list[dict]:
@@ -189,20 +217,23 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained-samples", type=int, default=0,
                     help="conflicts per direction for the engine comparison on the pretrained organism as well "
                          "(0, the default, skips it; needs its trained parts: `make pretrained-organism`)")
-    ap.add_argument("--out", default=str(project_root() / "_build" / "benchmark.json"))
+    ap.add_argument("--out", default=str(project_root() / BENCHMARK),
+                    help="the JSON report (default: book/_benchmark.json, which the environment page shows)")
     args = ap.parse_args(argv)
     spec = HeadsSpec(n_samples=args.samples)
     session.configure(spec)
     from mfutils.loading import load_model
 
     bundle = load_model("organism")
-    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()}}
+    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()},
+              "measured": time.strftime("%Y-%m-%d", time.gmtime()), "threads": torch.get_num_threads()}
     report["engine"] = [{"model": "organism", **r} for r in bench_engine(bundle, args.samples)]
     if args.pretrained_samples:
         # 30 layers x 9 heads: the naive sweep alone is 271 passes per sample, so few samples
         torch.set_num_threads(2)
-        pre = load_model("pretrained-organism")
-        report["engine"] += [{"model": "pretrained-organism", **r} for r in bench_engine(pre, args.pretrained_samples)]
+        pre, label = pretrained_bundle()
+        report["engine"] += [{"model": label, **r}
+                             for r in bench_engine(pre, args.pretrained_samples, control_filter="untrained" not in label)]
         del pre
         torch.set_num_threads(spec.num_threads)
     report["scorers"] = bench_scorers(bundle, args.samples)
@@ -233,6 +264,9 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwritten: {args.out}")
+    if Path(args.out).resolve() == (project_root() / BENCHMARK).resolve():
+        write_environment_page(project_root())
+        print("environment page rewritten with this run's engine table (rebuild the HTML: make html)")
     return 0
 
 

@@ -71,6 +71,9 @@ def test_batch_cap_follows_the_visible_memory(tiny_bundle, monkeypatch):
     from mfutils import memory
 
     assert memory.cap_batch(tiny_bundle, "04_sparse_heads", 16) == (16, None)  # CPU: never capped
+    # CPU: heads per pass up to CPU_ROWS rows (every head of a layer for a small batch, one for a large one)
+    assert memory.heads_per_pass(tiny_bundle, 4, 64) == tiny_bundle.adapter.n_heads
+    assert memory.heads_per_pass(tiny_bundle, memory.CPU_ROWS, 64) == 1
     shape = memory.Shape.of(tiny_bundle.adapter.language_model.config)
     per_row = memory.row_bytes(shape, memory.DEFAULT_SEQ_LEN, 4, gradient=True)
     monkeypatch.setattr(memory, "free_bytes", lambda device: int(5 * per_row / memory.HEADROOM))
