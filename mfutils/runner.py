@@ -295,7 +295,7 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
         for r in b["engine"]:
             diff = r.get("max |Δ logit diff| vs naive")
             lines.append(f"| {r['model']} | {r['task']} | {r['engine']} | {r['forward-equivalents / sample']} | "
-                         f"{r['share of naive']:.0%} | {r['seconds']} | {'' if diff is None else f'{diff:.1e}'} |")
+                         f"{r['share of naive']:.0%} | {r['seconds']} | {'' if diff is None else ('0' if diff == 0 else f'{diff:.1e}')} |")
     (root / ENVIRONMENT).write_text("\n".join(lines) + "\n")
 
 

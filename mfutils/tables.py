@@ -32,6 +32,8 @@ def fmt_number(x, digits: int = 3) -> str:
         return str(x)
     if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1):
         return f"{int(x):,}"
+    if abs(x) >= 10 ** digits:  # whole numbers with separators, never 3.89e+03
+        return f"{round(x):,}"
     return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
 
 

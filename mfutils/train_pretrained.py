@@ -110,8 +110,15 @@ class PretrainedTrainConfig:
     #: that name the modality to follow alone ("Look only at the image."), the next 60 add those
     #: naming it first ("Trust the image over the text."), the next 60 those naming the other
     #: first, and the rest of the budget the whole bank (negations naming only the other
-    #: modality, "Disregard the text."). See :func:`staged_phrasings`; empty: no stages
-    shape_stages: str = ""
+    #: modality, "Disregard the text."). See :func:`staged_phrasings`; empty: no stages. With
+    #: images described in text, the monitor's conflicts went 53/50% (step 50), 71/44 (100),
+    #: 88/78 (150), 100/84 (200), 35/78 (250, negations just admitted), 100/100 (300), and ten of
+    #: the twelve unseen sentences were followed at 100%, "Prefer the text." at 85% ("Believe the
+    #: image." 52%, "Set the text aside." 10%; measured, 2026-11-30). With image tokens (the
+    #: defaults otherwise) it was not enough within 250 steps: 23/61 (50), 46/50 (100), 69/83
+    #: (150), 62/56 (200), 31/44 (250), losses near 1.0 where the text-described run was at 0.01
+    #: by step 130. Next to try: the stages with text-described images first, then image tokens
+    shape_stages: str = "100,60,60"
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
 
 
@@ -422,6 +429,11 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         f"  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"
         + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)") + ";",
         f"  weight decay {cfg['weight_decay']}; tower and base weights frozen; seed {cfg['seed']}, {cfg['threads']} thread(s)",
+        (f"- sentence-shape stages ({cfg['shape_stages']} steps): first only sentences naming the modality to follow alone"
+         " (\"Look only at the image.\"), then also those naming it first, then those naming the other first; after"
+         f" {sum(int(x) for x in cfg['shape_stages'].split(','))} steps the whole bank, negations naming only the other modality included"
+         " (without the stages the instruction never gained any influence on the answer: no token of the bank's sentences"
+         " tells the direction apart)" if cfg.get("shape_stages") else "- no sentence-shape stages"),
         (f"- side task: {cfg['source_share']:.0%} of the training conflicts ask \"{SOURCE_QUESTION}\" instead of their"
          " question (answer: the word \"image\" or \"text\"), so that what the instruction sentences mean is learnt"
          " with the same image, context and instruction" if cfg.get("source_share") else "- no side task"),

@@ -16,6 +16,8 @@ def test_percentages_fold_their_interval_and_floats_are_short():
     assert list(out.columns) == ["condition", "following (95% CI)", "margin", "n"]
     assert out.iloc[0].tolist() == ["conflict", "96.7% [93.1, 98.6]", "2.35", "30"]
     assert out.iloc[1].tolist() == ["control", "—", "-1.2e-04", "12"]
+    # large floats as whole numbers with separators, never in exponent notation
+    assert [tables.fmt_number(x) for x in (3891.4, 999.44, -12345.6, 2917.0)] == ["3,891", "999", "-12,346", "2,917"]
 
 
 def test_the_generic_interval_qualifies_one_column_and_own_intervals_win():
