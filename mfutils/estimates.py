@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .incremental import mean_layer_share
+
 #: effective bf16 throughput assumed for an H100-class GPU running batched inference with
 #: eager attention hooks (well below peak on purpose)
 ASSUMED_TFLOPS = 150.0
@@ -69,8 +71,8 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
             # the target group's suffix through the layers from the cut on
             if seq_len is None:
                 return 1 + len(edges) * n_layers  # counted as full passes
-            layer_share = sum(n_layers - l for l in range(n_layers)) / n_layers
-            return 1 + sum(SUFFIX_TOKENS[target] / seq_len * layer_share for _, target in edges)
+            layers = n_layers * mean_layer_share(n_layers)  # a one-layer window at each layer
+            return 1 + sum(SUFFIX_TOKENS[target] / seq_len * layers for _, target in edges)
 
         p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES)))
         if params.get("layout_controls", True):
@@ -94,7 +96,7 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         one = fast_passes(total_heads, params.get("top_fraction", 0.05), n_layers) + (1 + BACKWARD_COST) + 1
         # the incremental engine reruns each head's ablation from its own layer: on average
         # (L + 1) / (2 L) of a pass (head_scores.score_all counts the same)
-        exhaustive = 1 + total_heads * (n_layers + 1) / (2 * n_layers)
+        exhaustive = 1 + total_heads * mean_layer_share(n_layers)
         scoring = 2 * (one + (exhaustive if params.get("exhaustive", True) else 0))
         if chapter == "04_sparse_heads":
             return scoring + controls
@@ -124,8 +126,7 @@ def estimate(card: ModelCard, chapter: str, n_samples: int, batch_size: int, dty
     t = card.image_tokens + TEXT_TOKENS
     b = BYTES[dtype]
     weights = card.params_b * 1e9 * b
-    backward = chapter in ("04_sparse_heads", "05_causal_interventions") or (
-        chapter == "01_shallow_routing" and params.get("saliency", True))
+    backward = memory.takes_gradients(chapter, params)
     shape = memory.Shape(card.n_layers, card.hidden, card.n_heads)
     per_row = memory.row_bytes(shape, t, b, gradient=backward)
     rows = memory.rows_that_fit(gpu_gib * 2**30 - weights, per_row, batch_size)

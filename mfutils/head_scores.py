@@ -28,7 +28,7 @@ import torch
 
 from . import incremental, memory
 from .encoding import batches, encode
-from .interventions import capture, scale_heads
+from .interventions import capture, scale_heads, zero_head_per_row
 from .interventions.heads import track_hook, hooks_removed_on_exit
 from .metrics import answer_tokens, forward_last_logits, readout
 from .params import RunSpec
@@ -75,8 +75,6 @@ def ablation_tiled(bundle, run, answers, heads_per_pass: int) -> torch.Tensor:
     Same forward-equivalents as one head per pass, in ``ceil(H / heads_per_pass)`` passes per
     layer instead of ``H`` (larger matrices: the GPU's throughput, not fewer FLOPs).
     """
-    from .interventions import zero_head_per_row
-
     ad = bundle.adapter
     clean = readout(run.logits, answers).logit_diff.float().cpu()  # (B,)
     B, H = clean.shape[0], ad.n_heads
@@ -171,7 +169,7 @@ def fast_passes(n_heads_total: int, fraction: float, n_layers: int | None = None
     the average share ``(L + 1) / (2 L)`` of a pass (an estimate: the real share depends on
     the shortlist's layers, which :func:`score_all` counts)."""
     k = min(n_heads_total, SHORTLIST_FACTOR * n_top(n_heads_total, fraction))
-    share = 1.0 if n_layers is None else (n_layers + 1) / (2 * n_layers)
+    share = 1.0 if n_layers is None else incremental.mean_layer_share(n_layers)
     return IG_STEPS * (1 + BACKWARD_COST) + 1 + k * share
 
 
@@ -241,7 +239,7 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
             per_sample.append(ablation_tiled(bundle, run, answers, k))
         f, exact, shortlist = fast_scores(ad, metric, fraction, metric_from)
         fast_exact.append(exact)
-        shortlist_work += w * sum((ad.n_layers - layer) / ad.n_layers for layer, _ in shortlist)
+        shortlist_work += w * sum(incremental.forward_share(ad.n_layers, 1, layer, 0) for layer, _ in shortlist)
         acc["fast"] += f * w
         acc["attribution"] += attribution_scores(ad, metric) * w
         acc["direct"] += direct_scores(bundle, batch, answers) * w
@@ -251,13 +249,13 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
     out["ablation"] = samples.mean(0).numpy() if exhaustive else np.full((ad.n_layers, ad.n_heads), np.nan)
     out["ablation_se"] = (samples.std(0) / np.sqrt(samples.shape[0])).numpy()
     total = ad.n_layers * ad.n_heads
-    L, H = ad.n_layers, ad.n_heads
+    L = ad.n_layers
     out["passes_per_sample"] = {"ablation": (1 + total) if exhaustive else 0, "fast": fast_passes(total, fraction),
                                 # its shortlist rerun from each head's own layer, as fast_scores runs it
                                 "fast, incremental": IG_STEPS * (1 + BACKWARD_COST) + 1 + shortlist_work / n,
                                 "attribution": 1 + BACKWARD_COST, "direct": 1,
                                 # the incremental engine: one clean pass, then each head from its own layer
-                                "ablation, incremental": (1 + H * sum((L - l) / L for l in range(L))) if exhaustive else 0}
+                                "ablation, incremental": (1 + total * incremental.mean_layer_share(L)) if exhaustive else 0}
     return out
 
 

@@ -139,6 +139,12 @@ def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int, tiles: 
     return ad.unembed(hidden.gather(1, last)[:, 0])
 
 
+def mean_layer_share(n_layers: int) -> float:
+    """Average share of a pass an edit rerun from its own layer costs, over the ``n_layers``
+    layers it may start at (all positions): ``(L + 1) / (2 L)``."""
+    return (n_layers + 1) / (2 * n_layers)
+
+
 def forward_share(n_layers: int, seq_len: int, first_layer: int, start: int) -> float:
     """Share of a full forward pass's token-layer work an incremental run does."""
     return (n_layers - first_layer) * (seq_len - start) / (n_layers * seq_len)

@@ -24,6 +24,11 @@ HEADROOM = 0.7
 GRADIENT_CHAPTERS = ("01_shallow_routing", "04_sparse_heads", "05_causal_interventions")
 
 
+def takes_gradients(chapter: str, params: dict) -> bool:
+    """Whether ``chapter`` with ``params`` runs a gradient pass (chapter 01 only with its saliency)."""
+    return chapter in GRADIENT_CHAPTERS and bool(params.get("saliency", True))
+
+
 @dataclass(frozen=True)
 class Shape:
     """What the activation formula needs of a language model."""
@@ -76,16 +81,15 @@ def typical_seq_len(model_id: str) -> int:
     return card.image_tokens + TEXT_TOKENS if card else DEFAULT_SEQ_LEN
 
 
-def cap_batch(bundle, chapter: str, batch_size: int, gradient: bool | None = None) -> tuple[int, str | None]:
+def cap_batch(bundle, batch_size: int, gradient: bool) -> tuple[int, str | None]:
     """``(batch size to run, message)``: ``batch_size``, or fewer rows where the visible GPU
     memory would not hold it (the message says what was chosen and why; None when unchanged).
 
-    ``gradient``: whether the chapter takes gradients (default: it is in :data:`GRADIENT_CHAPTERS`).
+    ``gradient``: whether the run takes gradients (:func:`takes_gradients`).
     """
     free = free_bytes(bundle.device)
     if free is None:
         return batch_size, None
-    gradient = chapter in GRADIENT_CHAPTERS if gradient is None else gradient
     shape = Shape.of(bundle.adapter.language_model.config)
     seq = typical_seq_len(bundle.model_id)
     per_row = row_bytes(shape, seq, torch.finfo(bundle.dtype).bits // 8, gradient)

@@ -45,29 +45,22 @@ def start(spec: RunSpec) -> Session:
 
     On a GPU the batch size is capped to what its free memory holds (:func:`mfutils.memory.cap_batch`):
     the session's ``spec`` then carries the batch size that runs, the message is printed and
-    kept in ``batch_cap.json``, and the results folder stays the one the requested parameters
-    name. Use ``run.spec`` after this call.
+    kept in ``batch_cap.json`` (the batch size is not part of the results folder's digest).
+    Use ``run.spec`` after this call.
     """
     from dataclasses import replace
 
-    from .memory import cap_batch
+    from .memory import cap_batch, takes_gradients
 
     configure(spec)
     bundle = load_model(spec.model_id, device=spec.device, dtype=spec.dtype)
     writer = RunWriter(spec)
-    if hasattr(spec, "batch_size"):
-        size, why = cap_batch(bundle, spec.chapter, spec.batch_size, gradient=_takes_gradients(spec))
-        if why:
-            print(why)
-            writer.write_json("batch_cap.json", {"requested": spec.batch_size, "ran_with": size, "why": why})
-            spec = replace(spec, batch_size=size)
+    size, why = cap_batch(bundle, spec.batch_size, takes_gradients(spec.chapter, spec.to_dict()))
+    if why:
+        print(why)
+        writer.write_json("batch_cap.json", {"requested": spec.batch_size, "ran_with": size, "why": why})
+        spec = replace(spec, batch_size=size)
     return Session(spec, bundle, writer)
-
-
-def _takes_gradients(spec: RunSpec) -> bool:
-    from .memory import GRADIENT_CHAPTERS
-
-    return spec.chapter in GRADIENT_CHAPTERS and getattr(spec, "saliency", True)
 
 
 def describe(session: Session) -> dict:
@@ -80,5 +73,5 @@ def describe(session: Session) -> dict:
         "data": s.data,
         "n_samples": s.n_samples,
         "seed": s.seed,
-        "results": str(session.writer.final.relative_to(session.writer.final.parents[3])),
+        "results": str(s.run_dir().relative_to(s.run_dir().parents[3])),
     }

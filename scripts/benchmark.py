@@ -108,7 +108,7 @@ def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> list[di
                 results[engine] = head_scores.ablation_tiled(bundle, run, answers, k)
                 engine = f"incremental, {k} head(s) per pass"
                 results[engine] = results.pop("incremental, heads tiled")
-            passes = 1 + H * sum((L - l) / L for l in range(L))
+            passes = 1 + L * H * incremental.mean_layer_share(L)
         out.append({"task": "exhaustive head ablation (chapter 04)", "engine": engine,
                     "forward-equivalents / sample": round(passes, 2), "share of naive": round(passes / (1 + L * H), 3),
                     "seconds": round(time.perf_counter() - t0, 2),

@@ -70,19 +70,19 @@ def test_every_chapter_of_every_family_fits_one_80_gb_gpu():
 def test_batch_cap_follows_the_visible_memory(tiny_bundle, monkeypatch):
     from mfutils import memory
 
-    assert memory.cap_batch(tiny_bundle, "04_sparse_heads", 16) == (16, None)  # CPU: never capped
+    assert memory.cap_batch(tiny_bundle, 16, gradient=True) == (16, None)  # CPU: never capped
     # CPU: heads per pass up to CPU_ROWS rows (every head of a layer for a small batch, one for a large one)
     assert memory.heads_per_pass(tiny_bundle, 4, 64) == tiny_bundle.adapter.n_heads
     assert memory.heads_per_pass(tiny_bundle, memory.CPU_ROWS, 64) == 1
     shape = memory.Shape.of(tiny_bundle.adapter.language_model.config)
     per_row = memory.row_bytes(shape, memory.DEFAULT_SEQ_LEN, 4, gradient=True)
     monkeypatch.setattr(memory, "free_bytes", lambda device: int(5 * per_row / memory.HEADROOM))
-    size, why = memory.cap_batch(tiny_bundle, "04_sparse_heads", 16)
+    size, why = memory.cap_batch(tiny_bundle, 16, gradient=True)
     assert size == 5 and "16 -> 5" in why
-    assert memory.cap_batch(tiny_bundle, "04_sparse_heads", 4) == (4, None)
+    assert memory.cap_batch(tiny_bundle, 4, gradient=True) == (4, None)
     assert memory.heads_per_pass(tiny_bundle, 4, 64) == tiny_bundle.adapter.n_heads
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
-    assert memory.cap_batch(tiny_bundle, "00_behaviour", 16)[0] == 1 and memory.heads_per_pass(tiny_bundle, 4, 64) == 1
+    assert memory.cap_batch(tiny_bundle, 16, gradient=False)[0] == 1 and memory.heads_per_pass(tiny_bundle, 4, 64) == 1
 
 
 @pytest.mark.slow
