@@ -193,3 +193,17 @@ def test_incremental_head_ablation_equals_full_passes(tiny_bundle):
     for k in (1, 3, tiny_bundle.adapter.n_heads):
         assert torch.allclose(ablation_tiled(tiny_bundle, run, answers, k), full, atol=1e-4), k
     assert active_hook_count() == 0
+
+
+def test_per_row_head_zeroing_refuses_a_mismatched_batch_and_removes_its_hook(tiny_bundle):
+    from mfutils.interventions import zero_head_per_row
+
+    items = synthetic.paper_conflicts(3, seed=6)
+    batch = encode(tiny_bundle, items)
+    with pytest.raises(IndexError):
+        with zero_head_per_row(tiny_bundle.adapter, 0, torch.tensor([tiny_bundle.adapter.n_heads])):
+            pass
+    with pytest.raises(ValueError, match="1 rows for a batch of"), torch.no_grad():
+        with zero_head_per_row(tiny_bundle.adapter, 0, torch.tensor([0])):
+            tiny_bundle.model(**batch.inputs)
+    assert active_hook_count() == 0
