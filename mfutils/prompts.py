@@ -73,7 +73,9 @@ def build_segments(item: Item, layout: str = "paper") -> PromptSegments:
     """Cut one item into the paper's prompt segments.
 
     Controls (``image_only`` / ``text_only``) carry no instruction; an ``image_only`` item
-    carries no text context either.
+    carries no text context either. An item whose ``meta`` holds an ``image_description``
+    sentence gets that sentence as its first segment in place of the image (a training device of
+    the pretrained organism, :attr:`mfutils.train_pretrained.PretrainedTrainConfig.text_steps`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown prompt layout {layout!r}; choose one of {sorted(LAYOUTS)}")
@@ -90,4 +92,7 @@ def build_segments(item: Item, layout: str = "paper") -> PromptSegments:
             continue
         if texts[name]:
             pieces.append((name, texts[name]))
+    described = item.meta.get("image_description") if item.image_ref is not None else None
+    if described:
+        return PromptSegments((("image_description", described),) + tuple(pieces), has_image=False)
     return PromptSegments(tuple(pieces), has_image=item.image_ref is not None)

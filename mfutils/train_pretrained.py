@@ -15,7 +15,8 @@ answer's first token at the last position. Its first ``curriculum_steps`` steps 
 instruction in one plain sentence per direction, the rest in the training half of
 :data:`mfutils.synthetic.PRETRAINED_PHRASINGS` (optionally each conflict followed by its twin
 under the other instruction, ``paired``); the paper's two sentences and twelve other
-sentences are held out.
+sentences are held out. Its sentence shapes are admitted in stages (``shape_stages``), and its
+first ``text_steps`` steps see each image described in a sentence instead of its tokens.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ class PretrainedTrainConfig:
     #: from the first evaluation at which every monitor group reaches ``learnt_at``. The
     #: instruction gating is learnt late and suddenly: after 200 steps of a 300-step linear
     #: decay the image direction of conflicts was still at 23% (image-only 90%, measured)
-    steps: int = 400
-    decay_steps: int = 80
+    steps: int = 450
+    decay_steps: int = 60
+    #: early decay is only considered once the image tokens are in (after ``text_steps``): a
+    #: monitor read on described images says nothing about the projected ones
     learnt_at: float = 0.9
     batch_size: int = 8
     #: 3e-3 spiked the loss to 2.3 around step 150 (measured)
@@ -79,7 +82,7 @@ class PretrainedTrainConfig:
     warmup: int = 20
     threads: int = 2
     eval_every: int = 50
-    eval_size: int = 64
+    eval_size: int = 96
     #: the final evaluation, on a larger monitor set
     final_eval_size: int = 256
     micro_batches: int = 2
@@ -117,11 +120,16 @@ class PretrainedTrainConfig:
     #: image." 52%, "Set the text aside." 10%; measured, 2026-11-30). With image tokens (the
     #: defaults otherwise) it was not enough within 250 steps: 23/61 (50), 46/50 (100), 69/83
     #: (150), 62/56 (200), 31/44 (250), losses near 1.0 where the text-described run was at 0.01
-    #: by step 130. Text-described images for stage-2 steps 0-299, then image tokens to step 450
-    #: (not yet an option here; measured with a script, 2026-12-01): final monitor 96.7/97.1%,
-    #: consistent and controls 100%; 9 of the 12 unseen sentences at 100% with images, "Set the
-    #: text aside." 65%, "Prefer the image." 46%, "Believe the image." 27%
+    #: by step 130; hence ``text_steps``
     shape_stages: str = "100,60,60"
+    #: the first ``text_steps`` stage-2 steps see each image described in one sentence ("Image: a
+    #: red circle.", :func:`describe_images`) instead of its image tokens; the rest see the image
+    #: tokens. The gate is learnt where the evidence is plain text, then carried over to the
+    #: projected image. Measured with these defaults (2026-12-01): the monitor read 100/84 at step
+    #: 200 (text), 76/88 right after the switch at 300 (image-only 71%), 82/94 (350), 82/59 (400);
+    #: final monitor (128 items, image tokens) 96.7/97.1%, consistent and controls 100%. The
+    #: vision pretraining and the projector's alignment always use the images
+    text_steps: int = 300
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
 
 
@@ -161,6 +169,21 @@ def with_core_phrasings(items: list) -> list:
     from .evaluation import with_target
 
     return [with_target(it, it.target, CORE_PHRASINGS[it.target]) if it.target else it for it in items]
+
+
+def describe_images(items: list) -> list:
+    """``items`` with every image replaced by one sentence naming it ("Image: a red circle."),
+    the first segment of the prompt (:func:`mfutils.prompts.build_segments`); items without an
+    image are returned unchanged."""
+    import dataclasses
+
+    out = []
+    for it in items:
+        if it.image_ref is not None:
+            ref = synthetic.parse_ref(it.image_ref)
+            it = dataclasses.replace(it, meta={**it.meta, "image_description": f"Image: a {ref['colour']} {ref['shape']}."})
+        out.append(it)
+    return out
 
 
 #: the order in which :func:`staged_phrasings` admits the bank's sentence shapes
@@ -313,7 +336,10 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
                                  cfg.seed + 40)
     cut = cfg.curriculum_steps * cfg.batch_size
     items = with_core_phrasings(items[:cut]) + items[cut:]
+    cut = cfg.text_steps * cfg.batch_size
+    items = describe_images(items[:cut]) + items[cut:]
     monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=bank)
+    described_monitor = describe_images(monitor)
     if align:
         align.append({"eval": accuracy(model, processor, monitor)})
         log(json.dumps(align[-1]))
@@ -334,8 +360,10 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
         if step % 10 == 0 or last:
             row = {"step": step, "loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
             if step and step % cfg.eval_every == 0:
-                row["eval"] = accuracy(model, processor, monitor)
-                if step < decay_start[0] and min(row["eval"].values()) >= cfg.learnt_at:
+                on_text = step < cfg.text_steps
+                row["eval"] = accuracy(model, processor, described_monitor if on_text else monitor)
+                row["monitor_images"] = "described" if on_text else "tokens"
+                if not on_text and step < decay_start[0] and min(row["eval"].values()) >= cfg.learnt_at:
                     decay_start[0] = step + 1
                     row["decay_from"] = step + 1
             log(json.dumps(row))
@@ -437,6 +465,9 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
          f" {sum(int(x) for x in cfg['shape_stages'].split(','))} steps the whole bank, negations naming only the other modality included"
          " (without the stages the instruction never gained any influence on the answer: no token of the bank's sentences"
          " tells the direction apart)" if cfg.get("shape_stages") else "- no sentence-shape stages"),
+        (f"- images described in text for the first {cfg['text_steps']} stage-2 steps (\"Image: a red circle.\" in place of"
+         " the image tokens), the image tokens from then on: with image tokens from the start the instruction was not"
+         " learnt within 250 steps" if cfg.get("text_steps") else "- image tokens from the first stage-2 step"),
         (f"- side task: {cfg['source_share']:.0%} of the training conflicts ask \"{SOURCE_QUESTION}\" instead of their"
          " question (answer: the word \"image\" or \"text\"), so that what the instruction sentences mean is learnt"
          " with the same image, context and instruction" if cfg.get("source_share") else "- no side task"),

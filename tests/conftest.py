@@ -45,7 +45,7 @@ def organism():
 #: a short deterministic training of the pretrained organism: the tests need its real base
 #: weights and a set of trained parts, not a trained behaviour (none ships yet; see README)
 SHORT_PRETRAINED = dict(steps=2, eval_every=100, eval_size=4, final_eval_size=8, vision_pretrain_steps=2,
-                        align_steps=2, micro_batches=1, batch_size=4, threads=2)
+                        align_steps=2, micro_batches=1, batch_size=4, threads=2, text_steps=1)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,24 @@ def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_res
     assert [it.instruction for it in core if not it.target] == [None] * sum(not it.target for it in items)
 
 
+def test_described_images_replace_the_image_tokens_by_one_sentence_and_nothing_else():
+    from mfutils.prompts import build_segments
+    from mfutils.train_pretrained import describe_images
+
+    items = synthetic.make_split("train", 40, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    described = describe_images(items)
+    assert described == items  # meta does not compare: every field the model reads is the same
+    for it, d in zip(items, described):
+        plain, seg = build_segments(it), build_segments(d)
+        if it.image_ref is None:
+            assert seg == plain
+            continue
+        ref = synthetic.parse_ref(it.image_ref)
+        assert not seg.has_image and plain.has_image
+        assert seg.pieces == ((("image_description", f"Image: a {ref['colour']} {ref['shape']}."),) + plain.pieces)
+    assert any(it.image_ref is None for it in items) and any(it.image_ref for it in items)
+
+
 def test_the_tiny_organism_refuses_words_outside_its_vocabulary(tiny_bundle, eval_items):
     base = next(it for it in eval_items if it.kind == "conflict")
     odd = Item.from_dict(dict(base.to_dict(), uid="odd", instruction="Believe the image, never the gossip."))
