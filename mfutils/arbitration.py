@@ -25,7 +25,7 @@ from .params import RunSpec
 @dataclass(frozen=True)
 class ArbitrationSpec(RunSpec):
     chapter: str = "02_deep_arbitration"
-    n_samples: int = 128
+    n_samples: int = 48
     n_boot: int = 500
 
 
@@ -163,13 +163,18 @@ ROUTE_EDGES = ("TextCtx -/-> Instruction", "Vision -/-> Instruction", "Vision -/
 def routing_effects_end(spec: "ArbitrationSpec") -> pd.DataFrame:
     """From chapter 1's finished run for the same model, data, seed, device and dtype: the last
     layer at which each route's knockout lowers the log-odds by at least the effect threshold.
+    Chapter 1's other parameters are its notebook defaults, or, for the comparison run's model,
+    the comparison run's (:func:`mfutils.chapters.comparison_overrides`).
 
     Raises :class:`mfutils.results.IncompleteResultsError` when chapter 1 has no finished run
     for these parameters."""
-    from .chapters import chapter_spec  # the registry imports this module
+    from .chapters import chapter_spec, comparison_overrides  # the registry imports this module
     from .results import load_run
 
     shared = {k: getattr(spec, k) for k in ("model_id", "data", "coco_dir", "seed", "device", "dtype", "output_dir")}
+    compared = comparison_overrides("01_shallow_routing")
+    if spec.model_id == compared.get("model_id"):
+        shared = {**compared, **shared}
     ch01 = pd.read_parquet(load_run(chapter_spec("01_shallow_routing", **shared).run_dir())["dir"] / "curves.parquet")
     cut = -rules.EFFECT_THRESHOLD
     routes = ch01[ch01["edge"].isin(ROUTE_EDGES) & (ch01["log_odds"] <= cut)]

@@ -25,7 +25,7 @@ PAPER_BASELINE = {
 @dataclass(frozen=True)
 class BehaviourSpec(RunSpec):
     chapter: str = "00_behaviour"
-    n_samples: int = 400
+    n_samples: int = 256
     n_boot: int = 1000
 
 

@@ -128,8 +128,11 @@ def reproduce_command(chapter: str, overrides: dict) -> str:
     return f"python -m mfutils.runner execute {chapter[:2]}" + (f" {ps}" if ps else "")
 
 
-def summary_table(**overrides) -> pd.DataFrame:
+def summary_table(per_chapter: dict[str, dict] | None = None, **overrides) -> pd.DataFrame:
     """One row per verdict of every chapter's finished run for these parameters.
+
+    ``per_chapter``: chapter name -> parameters for that chapter only, on top of ``overrides``
+    (the comparison run's sample counts, :func:`comparison_parameters`).
 
     Columns: ch. (the chapter's number), finding, chapter, claim, paper, ours, verdict, command. A chapter with no finished
     run gets one row saying so (its verdict is ``not run``), never a stale or partial number.
@@ -137,7 +140,7 @@ def summary_table(**overrides) -> pd.DataFrame:
     rows = []
     for ch in REGISTRY:
         chapter, finding, title = ch.name, ch.finding, ch.heading
-        spec = chapter_spec(chapter, **overrides)
+        spec = chapter_spec(chapter, **{**overrides, **(per_chapter or {}).get(chapter, {})})
         cmd = reproduce_command(chapter, overrides)
         try:
             res = load_run(spec.run_dir()).get("results", {})
@@ -149,6 +152,60 @@ def summary_table(**overrides) -> pd.DataFrame:
             rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": v["claim"], "paper": v.get("paper", "—"),
                          "ours": v["ours"], "verdict": v["verdict"], "command": cmd})
     return pd.DataFrame(rows)
+
+
+#: the tiny organism's run beside the book's (``python -m mfutils.runner compare``)
+COMPARISON = Path("notebooks") / "comparison.yaml"
+
+
+def comparison_parameters() -> tuple[dict, dict[str, dict]]:
+    """``(parameters for every chapter, chapter -> its own parameters)`` of the comparison run
+    (:data:`COMPARISON`), each on top of the chapter's notebook defaults."""
+    import yaml
+
+    raw = yaml.safe_load((project_root() / COMPARISON).read_text()) or {}
+    per = raw.pop("chapters", {}) or {}
+    unknown = set(per) - set(CHAPTERS)
+    if unknown:
+        raise ParameterError(f"{COMPARISON}: unknown chapters {sorted(unknown)}; chapters: {sorted(CHAPTERS)}")
+    return raw, per
+
+
+def comparison_overrides(chapter: str) -> dict:
+    """The parameters the comparison run executes ``chapter`` with (beside its notebook defaults)."""
+    common, per = comparison_parameters()
+    return {**common, **per.get(chapter, {})}
+
+
+#: the front page's model columns, left to right (the paper's own is the "paper" column)
+MODEL_LABELS = {"pretrained-organism": "pretrained organism (SmolLM2-135M)", "organism": "tiny organism (from scratch)"}
+
+
+def comparison_table(**overrides) -> pd.DataFrame:
+    """The reproduction table with one column per model, each cell ``verdict: ours``: the book's
+    run (its defaults plus ``overrides``) and the comparison run (:func:`comparison_parameters`
+    on top of ``overrides``).
+
+    Rows are matched on (chapter, claim): every claim comes from one rule table
+    (:data:`mfutils.rules.RULES`), so each model is judged on it by the same rule.
+    """
+    common, per = comparison_parameters()
+    # the page's other parameters (data, seed, output folder) hold for both runs
+    runs = [(overrides, None), ({**overrides, **common}, per)]
+    merged = None
+    for params, chapter_params in runs:
+        t = summary_table(per_chapter=chapter_params, **params)
+        model = params.get("model_id") or notebook_defaults(REGISTRY[0].name)["model_id"]
+        label = MODEL_LABELS.get(model, model)
+        t[label] = t["verdict"] + ": " + t["ours"]
+        t = t[["ch.", "claim", "paper", label]].drop_duplicates(["ch.", "claim"])
+        if merged is None:
+            merged = t.assign(_row=range(len(t)))
+        else:
+            merged = merged.merge(t.drop(columns="paper"), on=["ch.", "claim"], how="outer", sort=False)
+    # the book's row order (the rule table's), claims only the comparison has last in their chapter
+    merged = merged.fillna({"_row": len(merged)}).fillna("—").sort_values(["ch.", "_row"], kind="stable")
+    return merged.drop(columns="_row").reset_index(drop=True)
 
 
 def all_parameters() -> set[str]:
@@ -181,7 +238,7 @@ def plain_summary(verdict: pd.DataFrame) -> str:
     n = len(verdict)
     groups = {v: verdict[verdict["verdict"] == v]["claim"].tolist() for v in verdict["verdict"].unique()}
     good = sum(len(groups.get(v, [])) for v in rules.AGREES)
-    parts = [f"**In this run the organism shows {good} of the {n} claims below.**"]
+    parts = [f"**In this run the model shows {good} of the {n} claims below.**"]
     for label in rules.PARTLY + rules.DISAGREES + rules.UNMEASURED:
         if groups.get(label):
             parts.append(f"*{label.capitalize()}:* " + "; ".join(c.rstrip(".") for c in groups[label]) + ".")

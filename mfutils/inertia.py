@@ -26,7 +26,7 @@ from .params import RunSpec
 @dataclass(frozen=True)
 class InertiaSpec(RunSpec):
     chapter: str = "03_mlp_inertia"
-    n_samples: int = 192
+    n_samples: int = 64
     n_boot: int = 500
 
 

@@ -197,3 +197,45 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
                ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, top))
     return fig
+
+
+def training_curve(curve: list[dict], title: str = ""):
+    """An organism's training record as two panels: the loss every 10 steps, and the held-out
+    monitor's accuracy per group at the evaluation steps. ``curve``: ``training.json``'s rows
+    (``step``, ``loss``, optional ``eval``, ``decay_from`` and ``monitor_images``). A dotted
+    vertical line marks where the learning rate starts to decay; a dashed one, where the
+    monitor switches from images described in text to image tokens."""
+    import matplotlib.pyplot as plt
+
+    loss = pd.DataFrame(curve)
+    evals = pd.DataFrame([{"step": r["step"], **r["eval"]} for r in curve if "eval" in r])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.8))
+    ax1.plot(loss["step"], loss["loss"], color="0.3", linewidth=0.8)
+    ax1.set_xlabel("training step")
+    ax1.set_ylabel("cross-entropy (nats)")
+    ax1.set_title("training loss")
+    styles = {"conflict/image": (PALETTE["image"], "-"), "conflict/text": (PALETTE["text"], "-"),
+              "image_only": (PALETTE["image"], ":"), "text_only": (PALETTE["text"], ":")}
+    for group, (colour, ls) in styles.items():
+        ax2.plot(evals["step"], evals[group], color=colour, linestyle=ls, marker="o", markersize=3, label=group)
+    ax2.axhline(0.95, color="0.5", linestyle="--", linewidth=0.8, label="target 95%")
+    for r in curve:
+        if "decay_from" in r:
+            for ax in (ax1, ax2):
+                ax.axvline(r["decay_from"], color="0.6", linestyle=":", linewidth=0.8)
+            ax1.annotate("learning-rate\ndecay", (r["decay_from"], 0.97), xycoords=("data", "axes fraction"),
+                         xytext=(-4, 0), textcoords="offset points", ha="right", va="top", color="0.4")
+    tokens = [r["step"] for r in curve if r.get("monitor_images") == "tokens"]
+    if tokens and any(r.get("monitor_images") == "described" for r in curve):
+        ax2.axvline(tokens[0], color="0.3", linestyle="--", linewidth=0.8)
+        ax2.annotate("image\ntokens →", (tokens[0], 0.05), xycoords=("data", "axes fraction"),
+                     xytext=(4, 0), textcoords="offset points", ha="left", va="bottom", color="0.3")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("held-out accuracy (share)")
+    ax2.set_title("held-out monitor set")
+    if title:
+        fig.suptitle(title)
+    fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    return fig

@@ -58,8 +58,8 @@ def edge_name(source: str, target: str) -> str:
 @dataclass(frozen=True)
 class RoutingSpec(RunSpec):
     chapter: str = "01_shallow_routing"
-    n_samples: int = 96
-    window: int = 1
+    n_samples: int = 16
+    window: int = 3
     layout_controls: bool = True
     saliency: bool = True
     n_boot: int = 500

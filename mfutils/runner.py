@@ -2,13 +2,17 @@
 
     python -m mfutils.runner all          # execute every chapter, then build the HTML
     python -m mfutils.runner execute [NAME ...] [-p key value ...] [--params-file F]
+    python -m mfutils.runner compare [NAME ...]  # the tiny organism's comparison run (notebooks/comparison.yaml)
     python -m mfutils.runner html
     python -m mfutils.runner check [NAME ...] [-p key value ...]   # dry run: parameters, model, data
 
 Each chapter runs in order, in a fresh kernel, with a time limit; a failure names the
 chapter and the cell and stops the run (later chapters may read earlier results). Executed
 chapters go to ``book/chapters/``; per-chapter wall time and peak memory go to
-``book/_timings.json``.
+``book/_timings.json``. Executing the whole book also runs the comparison: every chapter on the
+tiny organism with ``notebooks/comparison.yaml``'s parameters, its notebooks into
+``_executed/organism/`` and its results beside the book's in ``results/``, before the pages
+that read both.
 """
 
 from __future__ import annotations
@@ -185,9 +189,37 @@ def execute(names: list[str], parameters: dict, timeout: int, out: Path | None =
         out = Path(out) if out else root / "_executed" / _slug(parameters)
         selected = [(s, out / f"{s.stem}.ipynb") for s, _ in selected]
         out.mkdir(parents=True, exist_ok=True)
+    whole_book = not names and not parameters and not out
+    if whole_book:  # chapters, then the comparison run, then the pages that read both
+        pages = [(s, d) for s, d in selected if s.stem in PAGES]
+        timings = run_selected([x for x in selected if x not in pages], parameters, timeout, record=True)
+        timings += compare([], timeout)
+        timings += run_selected(pages, parameters, timeout, record=True)
+        return timings
     timings = run_selected(selected, parameters, timeout, record=not out)
     if out:
         print(f"executed notebooks: {selected[0][1].parent}")
+    return timings
+
+
+#: where the comparison run's executed notebooks go (its results go to results/ as every run's)
+COMPARED = Path("_executed") / "organism"
+
+
+def compare(names: list[str], timeout: int) -> list[dict]:
+    """Execute the chapters (all, or those ``names`` start) on the comparison model, each with
+    :func:`mfutils.chapters.comparison_overrides`; timings are recorded as ``<chapter> (comparison)``."""
+    from .chapters import comparison_overrides
+
+    root = project_root()
+    (root / COMPARED).mkdir(parents=True, exist_ok=True)
+    timings = []
+    for src in chapters(root):
+        if names and not any(src.stem.startswith(n) for n in names):
+            continue
+        t = run_selected([(src, root / COMPARED / f"{src.stem}.ipynb")], comparison_overrides(src.stem), timeout)
+        timings += [{**x, "chapter": f"{x['chapter']} (comparison)"} for x in t]
+    _record(root, timings)
     return timings
 
 
@@ -254,7 +286,8 @@ def _record(root: Path, timings: list[dict]) -> None:
     env = environment()
     for t in timings:
         old[t["chapter"]] = {**t, "environment": env}
-    order = [s.stem for s, _ in notebooks(root)]
+    stems = [s.stem for s, _ in notebooks(root)]
+    order = stems[:len(chapters(root))] + [f"{s.stem} (comparison)" for s in chapters(root)] + stems[len(chapters(root)):]
     merged = [old[k] for k in order if k in old]
     path.write_text(json.dumps(merged, indent=1) + "\n")
     write_environment_page(root, env)
@@ -277,8 +310,12 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
         e = t["environment"]
         lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} · "
                      f"{e['torch']} · {e['transformers']} · {e['machine']}, {e['cpus']} CPUs |")
-    total = sum(t["seconds"] for t in merged)
-    lines += ["", f"Total: {total:.0f} s ({total / 60:.1f} min).", "", "## Package versions (latest run)", "",
+    total = sum(t["seconds"] for t in merged if not t["chapter"].endswith("(comparison)"))
+    compared = sum(t["seconds"] for t in merged if t["chapter"].endswith("(comparison)"))
+    lines += ["", f"The book: {total:.0f} s ({total / 60:.1f} min)."
+              + (f" The comparison run (rows marked *comparison*: the tiny organism, `notebooks/comparison.yaml`): "
+                 f"{compared:.0f} s ({compared / 60:.1f} min)." if compared else ""),
+              "", "## Package versions (latest run)", "",
               "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
     bench = root / BENCHMARK
@@ -314,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return _one(*argv[1:6])
     ap = argparse.ArgumentParser(prog="python -m mfutils.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["all", "execute", "html", "check"])
+    ap.add_argument("command", choices=["all", "execute", "compare", "html", "check"])
     ap.add_argument("names", nargs="*", help="chapter name prefixes (default: all)")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="chapter parameter")
     ap.add_argument("--params-file", help="YAML file of chapter parameters (e.g. notebooks/params/llava-1.5-7b.yaml)")
@@ -343,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     if args.command in ("all", "execute"):
         execute(args.names, parameters, args.timeout, Path(args.out) if args.out else None)
+    if args.command == "compare":
+        compare(args.names, args.timeout)
     if args.command in ("all", "html"):
         html()
     print(f"done in {time.perf_counter() - t0:.0f} s")

@@ -37,8 +37,31 @@ def test_summary_reads_finished_runs_only(tmp_path):
     assert row["ours"] == "0.5 [0.4, 0.6]" and row["command"].startswith("python -m mfutils.runner execute 02")
 
 
+def test_the_comparison_run_gets_its_own_column_judged_by_the_same_claims(tmp_path, monkeypatch):
+    out = str(tmp_path)
+    book_spec = chapters.chapter_spec("02_deep_arbitration", output_dir=out)
+    tiny = chapters.comparison_overrides("02_deep_arbitration")
+    tiny_spec = chapters.chapter_spec("02_deep_arbitration", output_dir=out, **tiny)
+    assert tiny_spec.model_id == "organism" != book_spec.model_id and tiny_spec.run_dir() != book_spec.run_dir()
+    for spec, ours in ((book_spec, "0.9 [0.8, 1.0]"), (tiny_spec, "0.1 [0.0, 0.2]")):
+        w = RunWriter(spec)
+        w.write_json("results.json", {"verdicts": [{"claim": "c", "paper": "p", "ours": ours, "verdict": "partly"}]})
+        w.finish()
+    table = chapters.comparison_table(output_dir=out)
+    labels = [chapters.MODEL_LABELS[book_spec.model_id], chapters.MODEL_LABELS["organism"]]
+    assert list(table.columns) == ["ch.", "claim", "paper"] + labels
+    row = table[table["claim"] == "c"].iloc[0]
+    assert (row[labels[0]], row[labels[1]]) == ("partly: 0.9 [0.8, 1.0]", "partly: 0.1 [0.0, 0.2]")
+    assert (table[table["claim"] != "c"][labels[0]] == "not run: no finished run (IncompleteResultsError)").all()
+    bad = tmp_path / "comparison.yaml"
+    bad.write_text("model_id: organism\nchapters:\n  07_nope: {n_samples: 1}\n")
+    monkeypatch.setattr(chapters, "COMPARISON", bad)
+    with pytest.raises(ParameterError, match="07_nope"):
+        chapters.comparison_parameters()
+
+
 def test_dry_run_reports_every_problem_at_once():
-    assert any("model: organism" in line for line in dry_run(["00_behaviour"], {}))
+    assert any("model: pretrained-organism" in line for line in dry_run(["00_behaviour"], {}))
     with pytest.raises(DryRunError) as err:
         dry_run(["00_behaviour"], {"n_sampels": 3, "model_id": "./no/such/model"})
     assert "n_sampels" in str(err.value) and "no config.json" in str(err.value)
@@ -127,6 +150,9 @@ def test_chapter_2_reads_chapter_1s_finished_run_only():
     assert list(table.columns)[:2] == ["edge", "target"] and set(table["edge"]) <= set(arbitration.ROUTE_EDGES)
     with pytest.raises(IncompleteResultsError):
         arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", seed=12345))
+    # the comparison run's chapter 2 reads the comparison run's chapter 1 (its own window and samples)
+    tiny = arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", **chapters.comparison_overrides("02_deep_arbitration")))
+    assert len(tiny) and not tiny.equals(table)
 
 
 def test_the_prior_split_serves_chapters_0_and_3():
@@ -137,3 +163,15 @@ def test_the_prior_split_serves_chapters_0_and_3():
     assert both.loc[True, "following_ratio"] == 0.5 and both.loc[True, "n"] == 2 and both.loc[False, "n"] == 1
     all_rows = prior_split(rows.assign(kind=["conflict", "conflict", "conflict", "image_only"], prior="red"))
     assert all_rows.set_index("competitor_is_prior").loc[True, "n"] == 3 and len(all_rows) == 1
+
+
+def test_what_pretraining_changes_reads_each_models_runs_or_says_not_run(tmp_path):
+    from mfutils import comparison
+
+    table = comparison.pretraining_table(output_dir=str(tmp_path)).set_index("measurement")
+    assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS["organism"]]
+    assert list(table.loc["decoder layers"]) == ["30", "8"]
+    assert (table.drop(index="decoder layers") == "not run").all().all()
+    # the committed comparison run is read where it finished
+    tiny = comparison.measurements(chapters.comparison_overrides)
+    assert tiny["arbitration heads (ch. 4's rule): where they sit"].endswith(")") and "not run" not in tiny.values()

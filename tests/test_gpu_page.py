@@ -35,6 +35,10 @@ def test_every_family_has_a_parameter_file_valid_for_every_chapter():
             spec = chapter_spec(chapter, **p)
             assert spec.device == "cuda" and spec.model_id == p["model_id"]
     assert families == set(FAMILIES), "a supported family has no parameter file"
+    # the GPU page's estimates read these from one file: every file must set the same
+    shared = {tuple((k, yaml.safe_load(path.read_text()).get(k)) for k in ("n_samples", "n_random", "exhaustive"))
+              for path in PARAMS}
+    assert len(shared) == 1 and None not in dict(next(iter(shared))).values()
 
 
 def test_estimates_count_the_passes_the_chapters_run():

@@ -35,7 +35,7 @@ def test_run_dir_is_derived_from_parameters(tmp_path):
     b = RunSpec(chapter="c", seed=1, output_dir=str(tmp_path), batch_size=7)
     c = RunSpec(chapter="c", seed=2, output_dir=str(tmp_path))
     assert a.run_dir() == b.run_dir() != c.run_dir()
-    assert a.run_dir().parent.name == "organism"
+    assert a.run_dir().parent.name == "pretrained-organism"
     hub = RunSpec(chapter="c", model_id="llava-hf/llava-1.5-7b-hf", output_dir=str(tmp_path))
     assert hub.run_dir().parent.name == "llava-hf_llava-1.5-7b-hf"
 

@@ -1,0 +1,79 @@
+"""What pretraining changes: the same measurements read off each organism's finished runs.
+
+Nothing here runs a model: every cell comes from a chapter's ``results.json`` or curves for
+the parameters that model's run used (the book's defaults, or the comparison run's,
+:func:`mfutils.chapters.comparison_overrides`). A chapter without a finished run gives
+"not run".
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from .chapters import MODEL_LABELS, chapter_spec, comparison_overrides, notebook_defaults
+from .results import IncompleteResultsError, load_run
+
+
+def _run(chapter: str, params: dict) -> dict | None:
+    try:
+        return load_run(chapter_spec(chapter, **params).run_dir())
+    except IncompleteResultsError:
+        return None
+
+
+def n_layers(model_id: str) -> int:
+    """The text decoder's depth, from the model's config (no weights are read)."""
+    from .loading import check_model
+
+    return check_model(model_id)[1].get_text_config().num_hidden_layers
+
+
+def depth(layer: int, n: int) -> float:
+    """Relative depth of a layer's middle, as the chapters' curves plot it."""
+    return (layer + 0.5) / n
+
+
+def measurements(params_for: Callable[[str], dict]) -> dict[str, str]:
+    """Where one model's lens margin emerges, where its arbitration heads sit, which knockout
+    moves its answer most, each with layer and relative depth. ``params_for``: chapter ->
+    the parameters its run used on top of the notebook defaults."""
+    model_id = params_for("00_behaviour").get("model_id") or notebook_defaults("00_behaviour")["model_id"]
+    L = n_layers(model_id)
+    out: dict[str, str] = {"decoder layers": str(L)}
+    arb = _run("02_deep_arbitration", params_for("02_deep_arbitration"))
+    for target in ("image", "text"):
+        key = f"follow the {target}: the lens margin first exceeds half its final value (ch. 2)"
+        layer = (arb or {}).get("results", {}).get("emerge_layer", {}).get(target)
+        out[key] = "not run" if arb is None else ("never" if layer is None else f"layer {layer} (depth {depth(layer, L):.2f})")
+    heads = _run("04_sparse_heads", params_for("04_sparse_heads"))
+    key = "arbitration heads (ch. 4's rule): where they sit"
+    if heads is None:
+        out[key] = "not run"
+    else:
+        hs = heads["results"].get("arbitration_heads", [])
+        layers = sorted(l for l, _ in hs)
+        out[key] = "none" if not hs else (f"{len(hs)} heads in layers {', '.join(map(str, sorted(set(layers))))} "
+                                          f"(depth {depth(layers[0], L):.2f}–{depth(layers[-1], L):.2f})")
+    routing = _run("01_shallow_routing", params_for("01_shallow_routing"))
+    for target in ("image", "text"):
+        key = f"follow the {target}: the knockout that moves the answer most (ch. 1, Δ log-odds)"
+        if routing is None:
+            out[key] = "not run"
+            continue
+        curves = pd.read_parquet(routing["dir"] / "curves.parquet")
+        c = curves[curves["target"] == target]
+        row = c.loc[c["log_odds"].abs().idxmax()]
+        out[key] = f"{row['edge']} at layer {int(row['layer'])} (depth {row['depth']:.2f}): {row['log_odds']:+.2f}"
+    return out
+
+
+def pretraining_table(**overrides) -> pd.DataFrame:
+    """One row per measurement, one column per model: the book's run (its defaults plus
+    ``overrides``) and the comparison run."""
+    book = MODEL_LABELS.get(overrides.get("model_id") or notebook_defaults("00_behaviour")["model_id"], "book")
+    compared = comparison_overrides("00_behaviour").get("model_id", "comparison")
+    cols = {book: measurements(lambda ch: overrides),
+            MODEL_LABELS.get(compared, compared): measurements(lambda ch: {**overrides, **comparison_overrides(ch)})}
+    return pd.DataFrame(cols).rename_axis("measurement").reset_index()
