@@ -35,6 +35,56 @@ def depth(layer: int, n: int) -> float:
     return (layer + 0.5) / n
 
 
+def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
+    """The relative depths the sentences of :func:`pretraining_summary` compare: where the lens
+    margin emerges (per direction), the median arbitration head, and the knockout that moves
+    the answer most (per direction); ``None`` where the chapter has no finished run."""
+    import numpy as np
+
+    model_id = params_for("00_behaviour").get("model_id") or notebook_defaults("00_behaviour")["model_id"]
+    L = n_layers(model_id)
+    out: dict[str, float | None] = {}
+    arb = _run("02_deep_arbitration", params_for("02_deep_arbitration"))
+    for target in ("image", "text"):
+        layer = (arb or {}).get("results", {}).get("emerge_layer", {}).get(target)
+        out[f"margin {target}"] = None if layer is None else depth(layer, L)
+    heads = _run("04_sparse_heads", params_for("04_sparse_heads"))
+    hs = (heads or {}).get("results", {}).get("arbitration_heads", [])
+    out["heads"] = float(np.median([depth(l, L) for l, _ in hs])) if hs else None
+    routing = _run("01_shallow_routing", params_for("01_shallow_routing"))
+    for target in ("image", "text"):
+        if routing is None:
+            out[f"knockout {target}"] = None
+            continue
+        curves = pd.read_parquet(routing["dir"] / "curves.parquet")
+        c = curves[curves["target"] == target]
+        out[f"knockout {target}"] = float(c.loc[c["log_odds"].abs().idxmax(), "depth"])
+    return out
+
+
+def pretraining_summary(**overrides) -> str:
+    """Two or three sentences, in Markdown, saying from the measurements where the book's model
+    and the comparison model differ in depth (generated, never typed)."""
+    book = depths(lambda ch: overrides)
+    tiny = depths(lambda ch: {**overrides, **comparison_overrides(ch)})
+
+    def pair(key: str) -> str | None:
+        a, b = book.get(key), tiny.get(key)
+        return None if a is None or b is None else f"{a:.2f} against {b:.2f}"
+
+    parts = []
+    m = [f"{pair(f'margin {t}')} when it follows the {t}" for t in ("image", "text") if pair(f"margin {t}")]
+    if m:
+        parts.append("The logit lens separates the two answers at relative depth " + " and ".join(m)
+                     + " (pretrained organism first, tiny organism second).")
+    if pair("heads"):
+        parts.append(f"The median arbitration head sits at depth {pair('heads')}.")
+    k = [f"{pair(f'knockout {t}')} ({t} following)" for t in ("image", "text") if pair(f"knockout {t}")]
+    if k:
+        parts.append("The single attention cut that moves the answer most lies at depth " + " and ".join(k) + ".")
+    return " ".join(parts) if parts else "Neither model has finished runs of chapters 1, 2 and 4 for these parameters."
+
+
 def measurements(params_for: Callable[[str], dict]) -> dict[str, str]:
     """Where one model's lens margin emerges, where its arbitration heads sit, which knockout
     moves its answer most, each with layer and relative depth. ``params_for``: chapter ->

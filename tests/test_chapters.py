@@ -172,6 +172,9 @@ def test_what_pretraining_changes_reads_each_models_runs_or_says_not_run(tmp_pat
     assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS["organism"]]
     assert list(table.loc["decoder layers"]) == ["30", "8"]
     assert (table.drop(index="decoder layers") == "not run").all().all()
+    assert comparison.pretraining_summary(output_dir=str(tmp_path)).startswith("Neither model")
     # the committed comparison run is read where it finished
     tiny = comparison.measurements(chapters.comparison_overrides)
     assert tiny["arbitration heads (ch. 4's rule): where they sit"].endswith(")") and "not run" not in tiny.values()
+    depths = comparison.depths(chapters.comparison_overrides)
+    assert all(v is not None and 0 < v < 1 for v in depths.values())
