@@ -12,6 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
+from . import rules
 from .chapters import MODEL_LABELS, chapter_spec, comparison_overrides, notebook_defaults
 from .results import IncompleteResultsError, load_run
 
@@ -31,8 +32,33 @@ def n_layers(model_id: str) -> int:
 
 
 def depth(layer: int, n: int) -> float:
-    """Relative depth of a layer's middle, as the chapters' curves plot it."""
-    return (layer + 0.5) / n
+    """Relative depth of a layer's middle, as the chapters' curves plot it (:func:`mfutils.rules.depth`)."""
+    return float(rules.depth(layer, n))
+
+
+def readings(params_for: Callable[[str], dict]) -> dict:
+    """One model's finished runs, read once: its depth ``L``; where the lens margin emerges per
+    direction (``emerge``, ``None`` where chapter 2 has no run or it never emerges); its
+    arbitration heads (``heads``, ``None`` without a chapter-4 run); and the curve row of the
+    knockout that moves the answer most per direction (``knockout``, ``None`` without a
+    chapter-1 run). ``params_for``: chapter -> the parameters its run used on top of the
+    notebook defaults."""
+    model_id = params_for("00_behaviour").get("model_id") or notebook_defaults("00_behaviour")["model_id"]
+    arb = _run("02_deep_arbitration", params_for("02_deep_arbitration"))
+    heads = _run("04_sparse_heads", params_for("04_sparse_heads"))
+    routing = _run("01_shallow_routing", params_for("01_shallow_routing"))
+    curves = pd.read_parquet(routing["dir"] / "curves.parquet") if routing else None
+    knockout = {}
+    for target in ("image", "text"):
+        if curves is not None:
+            c = curves[curves["target"] == target]
+            knockout[target] = c.loc[c["log_odds"].abs().idxmax()]
+        else:
+            knockout[target] = None
+    return {"L": n_layers(model_id), "ran_ch02": arb is not None,
+            "emerge": {t: (arb or {}).get("results", {}).get("emerge_layer", {}).get(t) for t in ("image", "text")},
+            "heads": None if heads is None else heads["results"].get("arbitration_heads", []),
+            "knockout": knockout}
 
 
 def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
@@ -41,24 +67,15 @@ def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
     the answer most (per direction); ``None`` where the chapter has no finished run."""
     import numpy as np
 
-    model_id = params_for("00_behaviour").get("model_id") or notebook_defaults("00_behaviour")["model_id"]
-    L = n_layers(model_id)
+    r = readings(params_for)
     out: dict[str, float | None] = {}
-    arb = _run("02_deep_arbitration", params_for("02_deep_arbitration"))
     for target in ("image", "text"):
-        layer = (arb or {}).get("results", {}).get("emerge_layer", {}).get(target)
-        out[f"margin {target}"] = None if layer is None else depth(layer, L)
-    heads = _run("04_sparse_heads", params_for("04_sparse_heads"))
-    hs = (heads or {}).get("results", {}).get("arbitration_heads", [])
-    out["heads"] = float(np.median([depth(l, L) for l, _ in hs])) if hs else None
-    routing = _run("01_shallow_routing", params_for("01_shallow_routing"))
+        layer = r["emerge"][target]
+        out[f"margin {target}"] = None if layer is None else depth(layer, r["L"])
+    out["heads"] = float(np.median([depth(l, r["L"]) for l, _ in r["heads"]])) if r["heads"] else None
     for target in ("image", "text"):
-        if routing is None:
-            out[f"knockout {target}"] = None
-            continue
-        curves = pd.read_parquet(routing["dir"] / "curves.parquet")
-        c = curves[curves["target"] == target]
-        out[f"knockout {target}"] = float(c.loc[c["log_odds"].abs().idxmax(), "depth"])
+        row = r["knockout"][target]
+        out[f"knockout {target}"] = None if row is None else float(row["depth"])
     return out
 
 
@@ -87,35 +104,27 @@ def pretraining_summary(**overrides) -> str:
 
 def measurements(params_for: Callable[[str], dict]) -> dict[str, str]:
     """Where one model's lens margin emerges, where its arbitration heads sit, which knockout
-    moves its answer most, each with layer and relative depth. ``params_for``: chapter ->
-    the parameters its run used on top of the notebook defaults."""
-    model_id = params_for("00_behaviour").get("model_id") or notebook_defaults("00_behaviour")["model_id"]
-    L = n_layers(model_id)
+    moves its answer most, each with layer and relative depth (:func:`readings`, as text)."""
+    r = readings(params_for)
+    L = r["L"]
     out: dict[str, str] = {"decoder layers": str(L)}
-    arb = _run("02_deep_arbitration", params_for("02_deep_arbitration"))
     for target in ("image", "text"):
         key = f"follow the {target}: the lens margin first exceeds half its final value (ch. 2)"
-        layer = (arb or {}).get("results", {}).get("emerge_layer", {}).get(target)
-        out[key] = "not run" if arb is None else ("never" if layer is None else f"layer {layer} (depth {depth(layer, L):.2f})")
-    heads = _run("04_sparse_heads", params_for("04_sparse_heads"))
+        layer = r["emerge"][target]
+        out[key] = "not run" if not r["ran_ch02"] else ("never" if layer is None else f"layer {layer} (depth {depth(layer, L):.2f})")
     key = "arbitration heads (ch. 4's rule): where they sit"
-    if heads is None:
+    hs = r["heads"]
+    if hs is None:
         out[key] = "not run"
     else:
-        hs = heads["results"].get("arbitration_heads", [])
         layers = sorted(l for l, _ in hs)
         out[key] = "none" if not hs else (f"{len(hs)} heads in layers {', '.join(map(str, sorted(set(layers))))} "
                                           f"(depth {depth(layers[0], L):.2f}–{depth(layers[-1], L):.2f})")
-    routing = _run("01_shallow_routing", params_for("01_shallow_routing"))
     for target in ("image", "text"):
         key = f"follow the {target}: the knockout that moves the answer most (ch. 1, Δ log-odds)"
-        if routing is None:
-            out[key] = "not run"
-            continue
-        curves = pd.read_parquet(routing["dir"] / "curves.parquet")
-        c = curves[curves["target"] == target]
-        row = c.loc[c["log_odds"].abs().idxmax()]
-        out[key] = f"{row['edge']} at layer {int(row['layer'])} (depth {row['depth']:.2f}): {row['log_odds']:+.2f}"
+        row = r["knockout"][target]
+        out[key] = "not run" if row is None else (
+            f"{row['edge']} at layer {int(row['layer'])} (depth {row['depth']:.2f}): {row['log_odds']:+.2f}")
     return out
 
 
