@@ -90,7 +90,11 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
     window's first layer and the target group's first position; ``"naive"`` reruns the whole
     model (``n_batches x (1 + len(edges) x n_layers)`` full passes). Both give the same numbers
     within float tolerance (tested). ``work``, if given, accumulates the forward-equivalents
-    each engine spends: ``{"naive": ..., "incremental": ...}`` in full passes per sample.
+    each engine spends: ``{"naive": ..., "incremental": ...}`` in full passes per sample; and,
+    per edge, ``work["by_edge"][edge] = {"incremental": ..., "per-sample floor": ...}``, the
+    floor being what an engine would spend that started each sample at its own first target
+    position and stopped at its own last (no batch's shared start, no padding): the least any
+    exact recomputation of that edge can spend on this prompt layout.
     """
     from . import incremental
 
@@ -126,7 +130,15 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
                     with knockout(ad, layers, block):
                         ko = readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers)
                 if work is not None and not empty:
-                    work["incremental"] += n * incremental.forward_share(ad.n_layers, T, min(layers), start)
+                    spent = n * incremental.forward_share(ad.n_layers, T, min(layers), start)
+                    work["incremental"] += spent
+                    floor = sum(incremental.forward_share(ad.n_layers, int(n_b), min(layers),
+                                                          min(min(sp[target]), int(n_b) - 1))
+                                for sp, n_b in zip(batch.spans, batch.lengths) if sp[target])
+                    edge = work.setdefault("by_edge", {}).setdefault(
+                        edge_name(source, target), {"incremental": 0.0, "per-sample floor": 0.0})
+                    edge["incremental"] += spent
+                    edge["per-sample floor"] += floor
                 for b, it in enumerate(chunk):
                     rows.append((it.uid, it.target, edge_name(source, target), layer,
                                  float(clean.binary[b]), float(ko.binary[b]), float(clean.p_follow[b]),

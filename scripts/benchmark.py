@@ -64,9 +64,10 @@ def bench_scorers(bundle, n_samples: int) -> dict:
     return out
 
 
-def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> list[dict]:
+def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> tuple[list[dict], list[dict]]:
     """Naive versus incremental recomputation, measured in this run: forward-equivalents per
-    sample, wall time and the largest difference of the answers' logit difference.
+    sample, wall time and the largest difference of the answers' logit difference; and the
+    knockout sweep's work per edge (:func:`mfutils.routing.knockout_sweep`'s ``by_edge``).
     ``control_filter``: off for an untrained stand-in, which answers no control right."""
     from mfutils import routing
     from mfutils.metrics import answer_tokens
@@ -82,6 +83,15 @@ def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> list[di
         out.append({"task": "knockout sweep (chapter 01, 9 edges)", "engine": engine,
                     "forward-equivalents / sample": round(work[engine] / len(items), 2),
                     "share of naive": round(work[engine] / work["naive"], 3), "seconds": round(time.perf_counter() - t0, 2)})
+        if engine == "incremental":
+            # where the sweep's work goes: per edge, as a share of its naive cost (one full pass
+            # per layer), against the floor of an engine with each sample's own suffix
+            naive_edge = len(items) * bundle.adapter.n_layers
+            by_edge = [{"edge": e, "incremental": round(w["incremental"] / naive_edge, 3),
+                        "per-sample floor": round(w["per-sample floor"] / naive_edge, 3)}
+                       for e, w in work["by_edge"].items()]
+            floor = (len(items) + sum(w["per-sample floor"] for w in work["by_edge"].values())) / work["naive"]
+            out[-1]["per-sample floor (share)"] = round(floor, 3)
     diff = float((sweeps["naive"]["ld_ko"] - sweeps["incremental"]["ld_ko"]).abs().max())
     out[-1]["max |Δ logit diff| vs naive"] = diff
     ad = bundle.adapter
@@ -113,7 +123,7 @@ def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> list[di
                     "forward-equivalents / sample": round(passes, 2), "share of naive": round(passes / (1 + L * H), 3),
                     "seconds": round(time.perf_counter() - t0, 2),
                     "max |Δ logit diff| vs naive": float((results["naive"] - results[engine]).abs().max())})
-    return out
+    return out, by_edge
 
 
 def pretrained_bundle():
@@ -200,23 +210,31 @@ def bench_chapters(run: bool) -> list[dict]:
     else:
         path = root / "book" / "_timings.json"
         timings = json.loads(path.read_text()) if path.exists() else []
+    from mfutils.chapters import comparison_overrides
+
     rows = []
     for t in timings:
-        if t["chapter"] in CHAPTERS:
-            spec = chapter_spec(t["chapter"])
-            p = estimates.passes_per_sample(t["chapter"], 8, 64, spec.to_dict())
-            rows.append({"chapter": t["chapter"], "seconds": t["seconds"], "peak MB": t["peak_rss_mb"],
-                         "passes / sample": p})
+        chapter, _, comparison = t["chapter"].partition(" (comparison)")
+        if chapter in CHAPTERS:
+            spec = chapter_spec(chapter, **(comparison_overrides(chapter) if comparison else {}))
+            layers, heads = SHAPES[spec.model_id]
+            rows.append({"chapter": chapter, "model": spec.model_id, "seconds": t["seconds"], "peak MB": t["peak_rss_mb"],
+                         "passes / sample": estimates.passes_per_sample(chapter, layers, layers * heads, spec.to_dict())})
     return rows
+
+
+#: (layers, heads per layer) of the organisms' language models: the tiny one's (models/organism)
+#: and SmolLM2-135M-Instruct's, as the chapters' pass counts need them without loading either
+SHAPES = {"organism": (8, 8), "pretrained-organism": (30, 9)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chapters", action="store_true", help="execute every chapter now instead of reading book/_timings.json")
     ap.add_argument("--samples", type=int, default=48, help="conflicts per direction for the scorer comparison")
-    ap.add_argument("--pretrained-samples", type=int, default=0,
+    ap.add_argument("--pretrained-samples", type=int, default=4,
                     help="conflicts per direction for the engine comparison on the pretrained organism as well "
-                         "(0, the default, skips it; needs its trained parts: `make pretrained-organism`)")
+                         "(0 skips it; without its shipped parts it runs on an untrained stand-in)")
     ap.add_argument("--out", default=str(project_root() / BENCHMARK),
                     help="the JSON report (default: book/_benchmark.json, which the environment page shows)")
     args = ap.parse_args(argv)
@@ -227,13 +245,16 @@ def main(argv=None) -> int:
     bundle = load_model("organism")
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()},
               "measured": time.strftime("%Y-%m-%d", time.gmtime()), "threads": torch.get_num_threads()}
-    report["engine"] = [{"model": "organism", **r} for r in bench_engine(bundle, args.samples)]
+    rows, by_edge = bench_engine(bundle, args.samples)
+    report["engine"] = [{"model": "organism", **r} for r in rows]
+    report["sweep_by_edge"] = [{"model": "organism", **r} for r in by_edge]
     if args.pretrained_samples:
         # 30 layers x 9 heads: the naive sweep alone is 271 passes per sample, so few samples
         torch.set_num_threads(2)
         pre, label = pretrained_bundle()
-        report["engine"] += [{"model": label, **r}
-                             for r in bench_engine(pre, args.pretrained_samples, control_filter="untrained" not in label)]
+        rows, by_edge = bench_engine(pre, args.pretrained_samples, control_filter="untrained" not in label)
+        report["engine"] += [{"model": label, **r} for r in rows]
+        report["sweep_by_edge"] += [{"model": label, **r} for r in by_edge]
         del pre
         torch.set_num_threads(spec.num_threads)
     report["scorers"] = bench_scorers(bundle, args.samples)
@@ -242,6 +263,10 @@ def main(argv=None) -> int:
     report["chapters"] = bench_chapters(args.chapters)
     print("\n## Naive versus incremental recomputation (both organisms, measured in this run)\n")
     print(pd.DataFrame(report["engine"]).to_string(index=False))
+    print("\n## The knockout sweep's work per edge, as a share of its naive cost\n")
+    print("incremental: what the engine spends (the batch's earliest target position to its padded end);\n"
+          "per-sample floor: each sample from its own first target position to its own last token\n")
+    print(pd.DataFrame(report["sweep_by_edge"]).to_string(index=False))
     print(f"\n## Head scorers per direction (organism, {report['scorers']['samples']} samples, {report['scorers']['heads']} heads)\n")
     print(pd.DataFrame({t: report["scorers"][t] for t in ("image", "text")}).to_string())
     print("\n## Threads (one batched forward pass)\n")
@@ -252,7 +277,8 @@ def main(argv=None) -> int:
     if report["chapters"]:
         df = pd.DataFrame(report["chapters"])
         print(df.to_string(index=False))
-        print(f"\ntotal: {df['seconds'].sum():.0f} s")
+        for model, g in df.groupby("model", sort=False):
+            print(f"total, {model}: {g['seconds'].sum():.0f} s")
     else:
         print("no timings: run `make book` or pass --chapters")
     print("\n## GPU plan (estimates from mfutils.estimates, each chapter at its defaults, exhaustive off)\n")

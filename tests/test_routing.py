@@ -37,6 +37,13 @@ def test_empty_edge_has_zero_effect_and_clean_run_is_shared(tiny_bundle):
     assert (df.groupby("uid")["p_bin"].nunique() == 1).all()
 
 
+def _lengths(bundle, items):
+    from mfutils.encoding import encode
+
+    batch = encode(bundle, items)
+    return [int(n) for n in batch.lengths]
+
+
 def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
     items = synthetic.paper_conflicts(3, seed=4)
     edges = [("vision", "last"), ("text_context", "instruction"), ("vision", "text")]
@@ -46,5 +53,15 @@ def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
     assert naive[["uid", "edge", "layer"]].equals(fast[["uid", "edge", "layer"]])
     assert np.allclose(naive["ld_ko"], fast["ld_ko"], atol=1e-4) and np.allclose(naive["ld"], fast["ld"], atol=1e-4)
     assert work_i["naive"] == work_n["naive"] and work_i["incremental"] < 0.6 * work_i["naive"]
+    # the per-edge split adds up to the total (the clean pass aside), and no edge's floor
+    # exceeds what the engine spent on it; into the last position, the floor is one token's path
+    by_edge = work_i["by_edge"]
+    spent = sum(e["incremental"] for e in by_edge.values())
+    assert spent + len(items) == pytest.approx(work_i["incremental"])
+    assert all(0 < e["per-sample floor"] <= e["incremental"] + 1e-9 for e in by_edge.values())
+    L = tiny_bundle.adapter.n_layers
+    lengths = _lengths(tiny_bundle, items)
+    one_token = sum((L - l) / (L * n) for n in lengths for l in range(L))
+    assert by_edge["Vision -/-> Last"]["per-sample floor"] == pytest.approx(one_token)
     with pytest.raises(ValueError, match="engine"):
         knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, engine="fast")

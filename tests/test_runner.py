@@ -1,7 +1,9 @@
-"""The runner's behaviour on interruption: Ctrl-C stops the whole run at once, loses nothing."""
+"""The runner: on interruption Ctrl-C stops the whole run at once and loses nothing; the
+environment page it writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,3 +82,21 @@ def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path, signum)
     assert not (tmp_path / "later_ran").exists() and not done_later.exists()  # the run did not carry on
     time.sleep(1)
     assert not _alive(kernel), "the interrupted chapter's kernel is still running"
+
+
+def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_path):
+    from mfutils.runner import BENCHMARK, ENVIRONMENT, write_environment_page
+
+    (tmp_path / "book").mkdir()
+    env = {"python": "3.11", "torch": "2.13.0", "transformers": "5.24", "machine": "x86_64", "cpus": 2}
+    (tmp_path / BENCHMARK).write_text(json.dumps({
+        "machine": {"python": "3.11", "torch": "2.13.0", "cpu": "x86_64"}, "measured": "2026-12-01", "threads": 2,
+        "engine": [{"model": "organism", "task": "knockout sweep", "engine": "incremental",
+                    "forward-equivalents / sample": 18.2, "share of naive": 0.249, "seconds": 12.0,
+                    "max |Δ logit diff| vs naive": 0.0}],
+        "sweep_by_edge": [{"model": "organism", "edge": "Vision -/-> Last", "incremental": 0.125,
+                           "per-sample floor": 0.031}]}))
+    write_environment_page(tmp_path, env)
+    page = (tmp_path / ENVIRONMENT).read_text()
+    assert "| organism | knockout sweep | incremental | 18.2 | 25% | 12.0 | 0 |" in page
+    assert "| organism | Vision -/-> Last | 12.5% | 3.1% |" in page
