@@ -10,7 +10,9 @@ the edited rows). So after one clean pass that caches
 
 the edited answer needs only positions ``s..T-1`` through layers ``l0..L-1``, attending to the
 cached keys and values of positions ``< s``. For the last position alone that is one token's
-path through the upper layers. Head ablation at layer ``l`` changes every position from ``l``
+path through the upper layers. Samples of a batch differ in length and in where their target
+group starts, so knockouts run each sample from its own ``s`` to its own last token
+(:func:`own_suffix_logits`), not the whole batch from its earliest ``s`` to its padded end. Head ablation at layer ``l`` changes every position from ``l``
 on, so it runs all positions (``s = 0``) but only from layer ``l``.
 
 How, without copying any forward: the language model's own ``forward`` runs on
@@ -136,6 +138,77 @@ def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int, tiles: 
         hidden = lm(**kwargs).last_hidden_state  # (tiles * B, T - start, d), after the final norm
     lengths = _tile(clean.lengths.to(hidden.device), tiles)
     last = (lengths - 1 - start)[:, None, None].expand(-1, 1, hidden.shape[-1])
+    return ad.unembed(hidden.gather(1, last)[:, 0])
+
+
+def own_starts(spans, lengths: torch.Tensor, target: str) -> torch.Tensor:
+    """``(B,)`` each sample's own first position in group ``target`` (its last position where the
+    group is absent or starts after it): where an edit of that group's queries starts changing
+    that sample's states."""
+    return torch.tensor([min(min(sp[target]) if sp[target] else 10**9, int(n) - 1) for sp, n in zip(spans, lengths)])
+
+
+def _own_suffix(clean: CleanRun, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """``(positions (B, S), valid (B, S), P, S)``: sample ``b``'s suffix positions
+    ``starts[b]..lengths[b]-1`` packed to the left of ``S`` columns (padding repeats the last
+    position), and the prefix width ``P = max(starts)`` its cache needs."""
+    lengths = clean.lengths.to(starts.device)
+    if bool((starts < 0).any()) or bool((starts > lengths - 1).any()):
+        raise ValueError("every start must lie between 0 and its sample's last position")
+    width = int((lengths - starts).max())
+    j = torch.arange(width, device=starts.device)[None]
+    valid = j < (lengths - starts)[:, None]
+    positions = torch.minimum(starts[:, None] + j, (lengths - 1)[:, None])
+    return positions, valid, int(starts.max()), width
+
+
+def own_block(block: torch.Tensor, clean: CleanRun, starts: torch.Tensor) -> torch.Tensor:
+    """A knockout ``block`` ``(B, 1, T, T)`` in the key/query order of :func:`own_suffix_logits`:
+    ``(B, 1, S, P + S)``, query ``j`` of sample ``b`` being position ``starts[b] + j``, key
+    ``k < P`` position ``k`` and key ``P + i`` position ``starts[b] + i``."""
+    positions, _, prefix, width = _own_suffix(clean, starts)
+    B, T = block.shape[0], block.shape[-1]
+    rows = block[:, 0].gather(1, positions[:, :, None].expand(-1, -1, T))  # (B, S, T)
+    keys = torch.cat([torch.arange(prefix)[None].expand(B, -1), positions], dim=1)  # (B, P + S)
+    return rows.gather(2, keys[:, None, :].expand(-1, width, -1))[:, None]
+
+
+def own_suffix_logits(bundle, clean: CleanRun, first_layer: int, starts: torch.Tensor) -> torch.Tensor:
+    """``(B, V)`` last-position logits with each sample's own positions ``starts[b]..`` (to its
+    last token) recomputed through layers ``first_layer..L-1``, every other state from ``clean``.
+
+    Like :func:`suffix_logits`, but without the batch's shared start and its right padding: a
+    knockout into the last position recomputes one token per sample. The suffixes are packed
+    to the left; sample ``b``'s cache holds its clean keys/values of positions ``< starts[b]``
+    (the prefix slots past them are masked out), the suffix follows it with the clean run's own
+    position ids. Knockouts must pass their block through :func:`own_block`.
+    """
+    from transformers import DynamicCache
+
+    ad = bundle.adapter
+    lm = ad.language_model
+    starts = starts.to(clean.lengths.device)
+    positions, valid, prefix, width = _own_suffix(clean, starts)
+    cache = DynamicCache(config=lm.config)
+    for layer in range(ad.n_layers):
+        cache.update(clean.keys[layer][..., :prefix, :], clean.values[layer][..., :prefix, :], layer)
+    resid = clean.resid[first_layer]
+    dev = resid.device
+    positions, valid = positions.to(dev), valid.to(dev)
+    embeds = resid.gather(1, positions[..., None].expand(-1, -1, resid.shape[-1]))
+    in_prefix = torch.arange(prefix, device=dev)[None] < starts.to(dev)[:, None]
+    kwargs = {"inputs_embeds": embeds, "use_cache": True, _cache_kwarg(lm): cache,
+              "attention_mask": torch.cat([in_prefix, valid], dim=1).long()}
+    pos = clean.lm_kwargs.get("position_ids")
+    if pos is None:
+        kwargs["position_ids"] = positions
+    elif pos.dim() == 3:  # Qwen2-VL's rotary ids, (sections, B, T)
+        kwargs["position_ids"] = pos.gather(2, positions[None].expand(pos.shape[0], -1, -1))
+    else:
+        kwargs["position_ids"] = pos.gather(1, positions)
+    with torch.no_grad(), _layers_from(lm, first_layer):
+        hidden = lm(**kwargs).last_hidden_state  # (B, S, d), after the final norm
+    last = (clean.lengths.to(dev) - 1 - starts.to(dev))[:, None, None].expand(-1, 1, hidden.shape[-1])
     return ad.unembed(hidden.gather(1, last)[:, 0])
 
 

@@ -87,14 +87,15 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
     binary distribution's log-odds, kept unclipped so that the verdict measure never saturates).
 
     ``engine="incremental"`` (:mod:`mfutils.incremental`) recomputes each knockout only from the
-    window's first layer and the target group's first position; ``"naive"`` reruns the whole
+    window's first layer, and each sample only from its own first position in the target group
+    to its own last token (:func:`mfutils.incremental.own_suffix_logits`); ``"naive"`` reruns the whole
     model (``n_batches x (1 + len(edges) x n_layers)`` full passes). Both give the same numbers
     within float tolerance (tested). ``work``, if given, accumulates the forward-equivalents
     each engine spends: ``{"naive": ..., "incremental": ...}`` in full passes per sample; and,
-    per edge, ``work["by_edge"][edge] = {"incremental": ..., "per-sample floor": ...}``, the
-    floor being what an engine would spend that started each sample at its own first target
-    position and stopped at its own last (no batch's shared start, no padding): the least any
-    exact recomputation of that edge can spend on this prompt layout.
+    per edge, ``work["by_edge"][edge] = {"incremental": ..., "per-sample floor": ...}``: what the
+    engine spends (each sample's suffix padded to the batch's longest) and the floor, each
+    sample's suffix alone without padding: the least any exact recomputation of that edge,
+    layer by layer, can spend on this prompt layout.
     """
     from . import incremental
 
@@ -117,24 +118,26 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
             work["incremental"] = work.get("incremental", 0.0) + n
         for source, target in edges:
             block = knockout_mask(batch.spans, source, target, T).to(bundle.device)
-            start = min(first_target(batch.spans, target), int(batch.lengths.min()) - 1)
+            starts = incremental.own_starts(batch.spans, batch.lengths, target)
+            width = int((batch.lengths - starts).max())  # the packed suffix's columns
+            own_block = incremental.own_block(block, run, starts) if engine == "incremental" else None
             empty = not bool(block.any())  # the group is absent from this layout: nothing to cut
             for layer in range(ad.n_layers):
                 layers = window_layers(layer, window, ad.n_layers)
                 if empty and engine == "incremental":
                     ko = clean
                 elif engine == "incremental":
-                    with knockout(ad, layers, block[:, :, start:, :]):
-                        ko = readout(incremental.suffix_logits(bundle, run, min(layers), start), answers)
+                    with knockout(ad, layers, own_block):
+                        ko = readout(incremental.own_suffix_logits(bundle, run, min(layers), starts), answers)
                 else:
                     with knockout(ad, layers, block):
                         ko = readout(forward_last_logits(bundle.model, batch.inputs, batch.lengths), answers)
                 if work is not None and not empty:
-                    spent = n * incremental.forward_share(ad.n_layers, T, min(layers), start)
+                    spent = n * incremental.forward_share(ad.n_layers, T, min(layers), T - width)
                     work["incremental"] += spent
-                    floor = sum(incremental.forward_share(ad.n_layers, int(n_b), min(layers),
-                                                          min(min(sp[target]), int(n_b) - 1))
-                                for sp, n_b in zip(batch.spans, batch.lengths) if sp[target])
+                    # in the same unit, a pass over the padded batch's T positions
+                    floor = sum(incremental.forward_share(ad.n_layers, T, min(layers), T - int(n_b - s_b))
+                                for s_b, n_b in zip(starts, batch.lengths))
                     edge = work.setdefault("by_edge", {}).setdefault(
                         edge_name(source, target), {"incremental": 0.0, "per-sample floor": 0.0})
                     edge["incremental"] += spent

@@ -59,9 +59,11 @@ def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
     spent = sum(e["incremental"] for e in by_edge.values())
     assert spent + len(items) == pytest.approx(work_i["incremental"])
     assert all(0 < e["per-sample floor"] <= e["incremental"] + 1e-9 for e in by_edge.values())
+    # into the last position, the engine recomputes one token per sample, as the floor does
     L = tiny_bundle.adapter.n_layers
-    lengths = _lengths(tiny_bundle, items)
-    one_token = sum((L - l) / (L * n) for n in lengths for l in range(L))
+    one_token = sum((L - l) / (L * max(_lengths(tiny_bundle, chunk))) * len(chunk)
+                    for chunk in (items[:4], items[4:]) for l in range(L))  # batch_size=4: T per batch
     assert by_edge["Vision -/-> Last"]["per-sample floor"] == pytest.approx(one_token)
+    assert by_edge["Vision -/-> Last"]["incremental"] == pytest.approx(one_token)
     with pytest.raises(ValueError, match="engine"):
         knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, engine="fast")

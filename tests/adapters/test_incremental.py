@@ -117,3 +117,23 @@ def test_layers_and_hooks_are_restored_when_a_run_fails(bundle, batch):
     finally:
         handle.remove()
     assert list(ad.language_model.layers) == layers and active_hook_count() == 0
+
+
+def test_knockouts_from_each_samples_own_start_equal_full_recomputation(bundle, batch):
+    """Each sample recomputed from its own first target position to its own last token (the
+    suffixes packed left, the cache's unused prefix slots masked) equals a full pass."""
+    ad = bundle.adapter
+    T = batch.inputs["input_ids"].shape[1]
+    clean = incremental.clean_run(bundle, batch)
+    assert len(set(batch.lengths.tolist())) > 1  # the samples differ in length
+    for source, target in EDGES:
+        block = knockout_mask(batch.spans, source, target, T)
+        starts = incremental.own_starts(batch.spans, batch.lengths, target)
+        for layer in range(ad.n_layers):
+            layers = routing.window_layers(layer, 3, ad.n_layers)
+            with torch.no_grad(), knockout(ad, layers, block):
+                full = last_logits(bundle.model(**batch.inputs), batch.lengths)
+            with knockout(ad, layers, incremental.own_block(block, clean, starts)):
+                fast = incremental.own_suffix_logits(bundle, clean, min(layers), starts)
+            assert torch.allclose(fast, full, atol=ATOL), (source, target, layer)
+    assert active_hook_count() == 0
