@@ -153,12 +153,23 @@ def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
     return d.sort_values("layer")
 
 
+#: legend names of the shipped organisms; any other model goes by its id's last part
+SHORT_NAMES = {"pretrained-organism": "pretrained organism", "organism": "tiny organism"}
+
+
+def model_name(model_id: str) -> str:
+    """A short legend name for ``model_id``: "pretrained organism", "tiny organism", or the
+    last part of a Hub id or folder ("llava-1.5-7b-hf")."""
+    return SHORT_NAMES.get(model_id, str(model_id).rstrip("/").split("/")[-1])
+
+
 def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
                     ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = "",
-                    band: tuple[float, float] | None = None):
+                    band: tuple[float, float] | None = None, model: str = "ours"):
     """Grid: one row per edge, one column per direction; ours (solid, 95% CI band where the
     curve has one) and the paper's (dashed grey, Qwen2.5-VL-7B) on relative depth. ``band``:
-    a relative-depth range to shade (a rule's pre-registered layer band).
+    a relative-depth range to shade (a rule's pre-registered layer band); ``model``: the name
+    the legend gives our curves (:func:`model_name`).
 
     The two directions of an edge share one y scale (a row), so their zeros sit at the same
     height and compare by eye; edges differ by orders of magnitude, so rows scale apart."""
@@ -172,7 +183,7 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
             if not c.empty:
                 lo, hi = ("ci_low", "ci_high") if value == "i_nssd" else (f"{value}_ci_low", f"{value}_ci_high")
                 ci = (lo, hi) if lo in c.columns else (None, None)
-                line_with_band(ax, c, "depth", value, *ci, label="organism", color=PALETTE[target], marker="o",
+                line_with_band(ax, c, "depth", value, *ci, label=model, color=PALETTE[target], marker="o",
                                markersize=3)
             if band is not None:
                 ax.axvspan(*band, color="0.85", alpha=0.5, linewidth=0)
@@ -183,8 +194,8 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
             ax.set_title(f"{edge} · {direction_label(target)}", fontsize=MIN_FONT_PT + 0.5)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label="organism, vision following"),
-               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label="organism, text following"),
+    handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label=f"{model}, vision following"),
+               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label=f"{model}, text following"),
                Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
     if paper.empty:
         handles = handles[:2]

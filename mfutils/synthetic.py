@@ -115,6 +115,12 @@ _PRETRAINED_TRAIN = (
     "Go by the {A}.",
     "When they conflict, the {A} wins.",
     "The {B} is unreliable here.",
+    # Tried against the shipped parts' two unfollowed sentences ("Believe the image.", "Prefer
+    # the image.", read like the bank's four one-verb negations; 2026-12-01): eight more one-verb
+    # sentences, four per polarity ("Follow / Go with / Listen to / Side with the {A}.",
+    # "Forget / Skip / Avoid / Overlook the {B}."), and 600 steps. The described-image phase
+    # ended at 68/75% (this bank: 100/100), the monitor with image tokens read 60/83 (step 300),
+    # 40/46 (450), 20/58 (550), and the run was stopped. The bank stays as it is.
 )
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),

@@ -33,10 +33,19 @@ def test_the_knockout_grid_is_readable():
     curve = pd.DataFrame([{"edge": e, "target": t, "depth": (l + 0.5) / 8, "i_nssd": -0.1 * l, "ci_low": -0.1 * l - 0.05,
                            "ci_high": -0.1 * l + 0.05} for e in edges for t in ("image", "text") for l in range(8)])
     paper = pd.DataFrame(columns=["series", "direction", "layer", "depth", "value"])
-    fig = plotting.curves_vs_paper(curve, paper, edges, title="a title")
+    fig = plotting.curves_vs_paper(curve, paper, edges, title="a title",
+                                   model=plotting.model_name("pretrained-organism"))
     plotting.check_readable(fig)
     assert fig.get_size_inches()[0] == plotting.WIDTH and fig.dpi == plotting.DPI
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["pretrained organism, vision following", "pretrained organism, text following"]
     plt.close("all")
+
+
+def test_model_names_for_legends():
+    assert plotting.model_name("organism") == "tiny organism"
+    assert plotting.model_name("llava-hf/llava-1.5-7b-hf") == "llava-1.5-7b-hf"
+    assert plotting.model_name("/models/Qwen2.5-VL-7B-Instruct/") == "Qwen2.5-VL-7B-Instruct"
 
 
 def test_normalised_curves_share_one_zero_and_say_their_factor():
