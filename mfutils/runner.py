@@ -335,10 +335,10 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
                          f"{r['share of naive']:.0%} | {r['seconds']} | {'' if diff is None else ('0' if diff == 0 else f'{diff:.1e}')} |")
         if b.get("sweep_by_edge"):
             lines += ["", "Where the knockout sweep's work goes, per edge, as a share of that edge's naive cost "
-                      "(one full pass per layer). *Incremental*: what the engine spends, from the batch's earliest "
-                      "target position to its padded end. *Per-sample floor*: what an exact engine would spend that "
-                      "started each sample at its own first target position and stopped at its own last token; "
-                      "an edge into the text cannot get below it, whatever the engine.", "",
+                      "(one full pass per layer). *Incremental*: what the engine spends, each sample recomputed from "
+                      "its own first target position to its own last token, padded to the batch's longest suffix. "
+                      "*Per-sample floor*: the same without the padding, the least any exact layer-by-layer "
+                      "recomputation of the edge can spend on this prompt layout.", "",
                       "| model | edge | incremental | per-sample floor |", "|---|---|---|---|"]
             lines += [f"| {r['model']} | {r['edge']} | {r['incremental']:.1%} | {r['per-sample floor']:.1%} |"
                       for r in b["sweep_by_edge"]]
