@@ -12,8 +12,9 @@ the edited answer needs only positions ``s..T-1`` through layers ``l0..L-1``, at
 cached keys and values of positions ``< s``. For the last position alone that is one token's
 path through the upper layers. Samples of a batch differ in length and in where their target
 group starts, so knockouts run each sample from its own ``s`` to its own last token
-(:func:`own_suffix_logits`), not the whole batch from its earliest ``s`` to its padded end. Head ablation at layer ``l`` changes every position from ``l``
-on, so it runs all positions (``s = 0``) but only from layer ``l``.
+(:func:`own_suffix_logits`), not the whole batch from its earliest ``s`` to its padded end.
+Head ablation at layer ``l`` changes every position from ``l`` on, so it runs all positions
+(``s = 0``) but only from layer ``l``.
 
 How, without copying any forward: the language model's own ``forward`` runs on
 ``inputs_embeds`` = the cached residual entering ``l0`` at the suffix positions, with a

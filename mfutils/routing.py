@@ -71,12 +71,6 @@ def window_layers(centre: int, window: int, n_layers: int) -> list[int]:
     return [l for l in range(centre - half, centre + half + 1) if 0 <= l < n_layers]
 
 
-def first_target(spans, target: str) -> int:
-    """The first position any sample of the batch has in group ``target``: where an edit of
-    that group's queries starts changing states (the incremental engine's suffix start)."""
-    return min(min(sp[target]) if sp[target] else 10**9 for sp in spans)
-
-
 @torch.no_grad()
 def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: str = "paper",
                    engine: str = "incremental", work: dict | None = None) -> pd.DataFrame:
@@ -120,14 +114,14 @@ def knockout_sweep(bundle, items, edges, window: int, batch_size: int, layout: s
             block = knockout_mask(batch.spans, source, target, T).to(bundle.device)
             starts = incremental.own_starts(batch.spans, batch.lengths, target)
             width = int((batch.lengths - starts).max())  # the packed suffix's columns
-            own_block = incremental.own_block(block, run, starts) if engine == "incremental" else None
+            cut = incremental.own_block(block, run, starts) if engine == "incremental" else None
             empty = not bool(block.any())  # the group is absent from this layout: nothing to cut
             for layer in range(ad.n_layers):
                 layers = window_layers(layer, window, ad.n_layers)
                 if empty and engine == "incremental":
                     ko = clean
                 elif engine == "incremental":
-                    with knockout(ad, layers, own_block):
+                    with knockout(ad, layers, cut):
                         ko = readout(incremental.own_suffix_logits(bundle, run, min(layers), starts), answers)
                 else:
                     with knockout(ad, layers, block):
