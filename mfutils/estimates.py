@@ -52,13 +52,16 @@ SUFFIX_TOKENS = {"text": 100, "text_context": 100, "instruction": 80, "constrain
 GPU_GIB = 80.0
 
 
-def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dict, seq_len: int | None = None) -> float:
+def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dict, seq_len: int | None = None,
+                      checkpointed: bool = False) -> float:
     """Forward-pass equivalents per conflict sample (a backward pass counts as two), as the
     chapter's code runs them with ``params`` (a chapter's parameters; defaults if absent).
 
     ``seq_len``: the prompt's tokens; with it, chapter 01's knockouts count the share of a pass
     the incremental engine recomputes (:data:`SUFFIX_TOKENS`), without it each counts as a
-    full pass. Exhaustive head ablation counts each head from its own layer on."""
+    full pass. Exhaustive head ablation counts each head from its own layer on.
+    ``checkpointed``: chapters 04-05's gradient passes recompute their layers (as on a GPU,
+    :func:`mfutils.memory.checkpoints`), one more forward pass each."""
     controls = 2  # the per-model filter reads each conflict's image-only and text-only versions
     if chapter == "00_behaviour":
         # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
@@ -89,11 +92,13 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         # filter controls), traced, mean-ablation fit, clean and ablated runs
         return (1 + 4) * (1 + controls + 2) + 1
     if chapter in ("04_sparse_heads", "05_causal_interventions"):
-        from .head_scores import BACKWARD_COST, fast_passes
+        from .head_scores import BACKWARD_COST, IG_STEPS, fast_passes
 
         # per sample: its conflict and its matched control are each scored by the fast scorer,
         # plain attribution and the direct score, and by exhaustive ablation when asked
         one = fast_passes(total_heads, params.get("top_fraction", 0.05), n_layers) + (1 + BACKWARD_COST) + 1
+        if checkpointed:
+            one += IG_STEPS + 1  # each gradient pass (IG's steps, plain attribution) recomputes its layers
         # the incremental engine reruns each head's ablation from its own layer: on average
         # (L + 1) / (2 L) of a pass (head_scores.score_all counts the same)
         exhaustive = 1 + total_heads * mean_layer_share(n_layers)
@@ -116,9 +121,10 @@ def estimate(card: ModelCard, chapter: str, n_samples: int, batch_size: int, dty
 
     Memory: the weights, plus the activations of the batch the runner would run
     (:func:`mfutils.memory.cap_batch`: ``batch_size``, or fewer rows where the GPU would not
-    hold it). Chapters with a backward pass (01's saliency, 04/05's attribution) keep every
-    layer's activations, by Korthikanti et al. (2022)'s per-layer formula; forward-only
-    chapters keep about two layers' worth (:mod:`mfutils.memory`).
+    hold it). Chapter 01's saliency keeps every layer's activations, by Korthikanti et al.
+    (2022)'s per-layer formula; chapters 04/05's attribution checkpoints its layers (each
+    layer's input plus one layer's activations, and one more forward pass per gradient pass);
+    forward-only chapters keep about two layers' worth (:mod:`mfutils.memory`).
     """
     from . import memory
 
@@ -128,9 +134,11 @@ def estimate(card: ModelCard, chapter: str, n_samples: int, batch_size: int, dty
     weights = card.params_b * 1e9 * b
     backward = memory.takes_gradients(chapter, params)
     shape = memory.Shape(card.n_layers, card.hidden, card.n_heads)
-    per_row = memory.row_bytes(shape, t, b, gradient=backward)
+    ckpt = memory.checkpoints(chapter)
+    per_row = memory.row_bytes(shape, t, b, gradient=backward, checkpointed=ckpt)
     rows = memory.rows_that_fit(gpu_gib * 2**30 - weights, per_row, batch_size)
-    passes = passes_per_sample(chapter, card.n_layers, card.n_layers * card.n_heads, params, seq_len=t)
+    passes = passes_per_sample(chapter, card.n_layers, card.n_layers * card.n_heads, params, seq_len=t,
+                               checkpointed=ckpt)
     samples = 2 * n_samples  # both instruction directions
     flops = 2 * card.lm_params_b * 1e9 * t * passes * samples
     return {"model": card.model_id, "chapter": chapter, "samples": n_samples, "passes per sample": round(passes, 1),
@@ -151,6 +159,12 @@ def estimates_table(chapters: dict[str, dict], batch_size: int = 8, dtype: str =
 BOOK_TARGET_MIN = 60.0
 
 
+def items_within(book_minutes: pd.Series, items: int = 1000, minutes: float = BOOK_TARGET_MIN) -> pd.Series:
+    """Per model, the most conflict items per direction whose whole book fits ``minutes``, from
+    ``book_minutes`` estimated on ``items`` items (every chapter's time is linear in them)."""
+    return (minutes / book_minutes * items).astype(int)
+
+
 def plan_summary(est: pd.DataFrame, book_minutes: pd.Series, chapters: dict[str, dict]) -> str:
     """A paragraph on the plan, from the tables it describes: whether every chapter fits the GPU,
     whether the book meets :data:`BOOK_TARGET_MIN` on 1,000 items, which chapters cost most,
@@ -162,6 +176,7 @@ def plan_summary(est: pd.DataFrame, book_minutes: pd.Series, chapters: dict[str,
 
     top = [f"{entry(c).heading.split(' · ')[1].lower()} (chapter {entry(c).number})" for c in per_chapter.index[:2]]
     met = book_minutes[book_minutes <= BOOK_TARGET_MIN]
+    fit = items_within(book_minutes)
     exhaustive = estimates_table({c: {**p, "exhaustive": True} for c, p in chapters.items()})
     ratio = {c: exhaustive.loc[exhaustive["chapter"] == c, "time (min, est.)"].sum()
              / max(est.loc[est["chapter"] == c, "time (min, est.)"].sum(), 1e-9)
@@ -172,6 +187,8 @@ def plan_summary(est: pd.DataFrame, book_minutes: pd.Series, chapters: dict[str,
     text.append(f"On 1,000 items the whole book takes {book_minutes.min():,.0f}–{book_minutes.max():,.0f} minutes "
                 f"(estimated), against a target of {BOOK_TARGET_MIN:.0f}: "
                 + (f"met for {len(met)} of {len(book_minutes)} models." if len(met) else "not met for any model.")
+                + f" Within {BOOK_TARGET_MIN:.0f} minutes the whole book runs on {fit.min():,}–{fit.max():,} items "
+                + "per direction (estimated; time grows linearly with the items)."
                 + f" The most expensive chapters are {' and '.join(top)}.")
     if ratio:
         text.append("With `exhaustive: true` the time of " + " and ".join(

@@ -97,9 +97,16 @@ def ablation_scores(adapter, metric: Metric) -> torch.Tensor:
     return ablation_per_sample(adapter, metric).mean(0)
 
 
-def _alpha_gradient(adapter, metric: Metric, alpha: torch.Tensor) -> torch.Tensor:
+def _alpha_gradient(adapter, metric: Metric, alpha: torch.Tensor, checkpoint: bool | None = None) -> torch.Tensor:
     """``(L, H)`` mean over samples of ``d metric / d alpha`` with every head's output scaled by
-    ``alpha[layer, head]`` (a pre-hook on each ``o_proj``; one forward and one backward)."""
+    ``alpha[layer, head]`` (a pre-hook on each ``o_proj``; one forward and one backward).
+
+    ``checkpoint``: recompute each decoder layer in the backward pass instead of keeping its
+    activations (:func:`mfutils.memory.checkpointed_layers`; one more forward pass, a fraction
+    of the memory). None: on a GPU only. The gradient is read at ``alpha`` alone, which the
+    recomputed layers deliver as well."""
+    if checkpoint is None:
+        checkpoint = adapter.o_proj(0).weight.device.type == "cuda"
     H, D = adapter.n_heads, adapter.head_dim
     a = alpha.clone().requires_grad_(True)
 
@@ -110,7 +117,7 @@ def _alpha_gradient(adapter, metric: Metric, alpha: torch.Tensor) -> torch.Tenso
             return (y,) + tuple(args[1:])
         return hook
 
-    with torch.enable_grad(), hooks_removed_on_exit() as handles:
+    with torch.enable_grad(), memory.checkpointed_layers(adapter, checkpoint), hooks_removed_on_exit() as handles:
         for layer in range(adapter.n_layers):
             track_hook(handles, adapter.o_proj(layer).register_forward_pre_hook(make_hook(layer)))
         m = metric()

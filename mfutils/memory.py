@@ -6,6 +6,9 @@ workspaces; :data:`HEADROOM` covers those):
 
 - a gradient pass keeps every layer's activations, Korthikanti et al. (2022)'s per-layer
   ``s·h·(34 + 5·a·s/h)`` bytes per row at 16-bit (``s`` tokens, width ``h``, ``a`` heads);
+- a gradient pass with checkpointed layers (:func:`checkpointed_layers`, chapters 04-05's head
+  attribution on a GPU) keeps each layer's input, ``s·h`` values, and one layer's activations
+  while the backward pass recomputes it;
 - a forward pass without gradients keeps about two layers' worth at a time.
 
 On the CPU nothing is capped: the chapters' CPU batch sizes are small, and system memory is not
@@ -14,19 +17,66 @@ what a GPU user runs out of.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 #: share of the free memory a batch may take (the rest: allocator fragmentation, workspaces)
 HEADROOM = 0.7
 #: chapters whose scorers take gradients through every layer (01's saliency, 04/05's attribution)
 GRADIENT_CHAPTERS = ("01_shallow_routing", "04_sparse_heads", "05_causal_interventions")
+#: chapters whose gradient passes checkpoint every decoder layer on a GPU: the head attribution
+#: reads its gradient at one scalar per head, which a recomputed layer delivers as well.
+#: Chapter 01's saliency reads the gradient of every layer's attention map, the tensor
+#: checkpointing would discard, so it keeps every layer's activations
+CHECKPOINTED_CHAPTERS = ("04_sparse_heads", "05_causal_interventions")
 
 
 def takes_gradients(chapter: str, params: dict) -> bool:
     """Whether ``chapter`` with ``params`` runs a gradient pass (chapter 01 only with its saliency)."""
     return chapter in GRADIENT_CHAPTERS and bool(params.get("saliency", True))
+
+
+def checkpoints(chapter: str, device_type: str = "cuda") -> bool:
+    """Whether ``chapter``'s gradient passes checkpoint their layers on ``device_type`` (only on
+    a GPU: on the CPU memory is not what runs out, and the recomputation costs a forward pass)."""
+    return device_type == "cuda" and chapter in CHECKPOINTED_CHAPTERS
+
+
+@contextmanager
+def checkpointed_layers(adapter, enabled: bool = True):
+    """Within the block, every decoder layer of ``adapter``'s language model recomputes its
+    activations during the backward pass instead of keeping them (transformers' own
+    ``GradientCheckpointingLayer``, non-reentrant ``torch.utils.checkpoint``). Forward results
+    and gradients are unchanged; the layers' flags are restored on exit, also on error.
+
+    transformers checkpoints a layer only when the layer itself is in training mode; only each
+    layer module's own flag is set, so its attention and MLP stay in eval mode (no dropout).
+    """
+    if not enabled:
+        yield
+        return
+    saved = [(layer, layer.training, layer.__dict__.get("gradient_checkpointing"),
+              layer.__dict__.get("_gradient_checkpointing_func")) for layer in adapter.layers]
+    try:
+        for layer, *_ in saved:
+            if not hasattr(type(layer), "gradient_checkpointing"):
+                raise TypeError(f"{type(layer).__name__} is not a transformers GradientCheckpointingLayer")
+            layer.gradient_checkpointing = True
+            layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)
+            layer.training = True  # the module's own flag only (Module.train() would recurse)
+        yield
+    finally:
+        for layer, training, flag, func in saved:
+            layer.training = training
+            for name, value in (("gradient_checkpointing", flag), ("_gradient_checkpointing_func", func)):
+                if value is None:
+                    layer.__dict__.pop(name, None)
+                else:
+                    setattr(layer, name, value)
 
 
 @dataclass(frozen=True)
@@ -49,9 +99,15 @@ def layer_bytes_per_row(shape: Shape, seq_len: int, dtype_bytes: int = 2) -> flo
     return s * h * (34 + 5 * a * s / h) * dtype_bytes / 2
 
 
-def row_bytes(shape: Shape, seq_len: int, dtype_bytes: int = 2, gradient: bool = False) -> float:
-    """Peak activation bytes per batch row: every layer's with a gradient, two layers' without."""
-    return layer_bytes_per_row(shape, seq_len, dtype_bytes) * (shape.n_layers if gradient else 2)
+def row_bytes(shape: Shape, seq_len: int, dtype_bytes: int = 2, gradient: bool = False,
+              checkpointed: bool = False) -> float:
+    """Peak activation bytes per batch row: every layer's with a gradient; with checkpointed
+    layers each layer's input plus one layer's activations (recomputed in the backward pass)
+    and two layers' worth of headroom; two layers' without a gradient."""
+    one = layer_bytes_per_row(shape, seq_len, dtype_bytes)
+    if gradient and checkpointed:
+        return shape.n_layers * seq_len * shape.hidden * dtype_bytes + 2 * one
+    return one * (shape.n_layers if gradient else 2)
 
 
 def rows_that_fit(free_bytes: float, per_row: float, want: int) -> int:
@@ -81,24 +137,26 @@ def typical_seq_len(model_id: str) -> int:
     return card.image_tokens + TEXT_TOKENS if card else DEFAULT_SEQ_LEN
 
 
-def cap_batch(bundle, batch_size: int, gradient: bool) -> tuple[int, str | None]:
+def cap_batch(bundle, batch_size: int, gradient: bool, checkpointed: bool = False) -> tuple[int, str | None]:
     """``(batch size to run, message)``: ``batch_size``, or fewer rows where the visible GPU
     memory would not hold it (the message says what was chosen and why; None when unchanged).
 
-    ``gradient``: whether the run takes gradients (:func:`takes_gradients`).
+    ``gradient``: whether the run takes gradients (:func:`takes_gradients`); ``checkpointed``:
+    whether they recompute the layers (:func:`checkpoints`).
     """
     free = free_bytes(bundle.device)
     if free is None:
         return batch_size, None
     shape = Shape.of(bundle.adapter.language_model.config)
     seq = typical_seq_len(bundle.model_id)
-    per_row = row_bytes(shape, seq, torch.finfo(bundle.dtype).bits // 8, gradient)
+    per_row = row_bytes(shape, seq, torch.finfo(bundle.dtype).bits // 8, gradient, checkpointed)
     fit = rows_that_fit(free, per_row, batch_size)
     if fit == batch_size:
         return batch_size, None
     return fit, (f"batch size {batch_size} -> {fit}: {free / 2**30:.1f} GiB free after loading, "
-                 f"~{per_row / 2**30:.2f} GiB per row at ~{seq} tokens ({'with' if gradient else 'without'} "
-                 f"gradients; estimate, mfutils.memory)")
+                 f"~{per_row / 2**30:.2f} GiB per row at ~{seq} tokens ("
+                 + ("with checkpointed gradients" if gradient and checkpointed else "with gradients" if gradient
+                    else "without gradients") + "; estimate, mfutils.memory)")
 
 
 #: rows one tiled pass may hold on the CPU: larger matrices gain nothing there and leave the

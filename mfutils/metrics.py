@@ -114,7 +114,9 @@ def forward_last_logits(model, inputs: dict, lengths: torch.Tensor) -> torch.Ten
     with a large vocabulary (SmolLM2: 49,153 x 576, measured). ``logits_to_keep`` cannot do
     this for right-padded batches, whose last positions differ per sample.
     """
-    hidden = model.model(**inputs)[0]  # (B, T, d), after the final norm
+    # no key/value cache: nothing continues from this pass, and a checkpointed gradient pass
+    # (mfutils.memory.checkpointed_layers) could not keep one
+    hidden = model.model(**inputs, use_cache=False)[0]  # (B, T, d), after the final norm
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return model.lm_head(hidden[rows, lengths.to(hidden.device) - 1])
 

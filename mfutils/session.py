@@ -50,12 +50,13 @@ def start(spec: RunSpec) -> Session:
     """
     from dataclasses import replace
 
-    from .memory import cap_batch, takes_gradients
+    from .memory import cap_batch, checkpoints, takes_gradients
 
     configure(spec)
     bundle = load_model(spec.model_id, device=spec.device, dtype=spec.dtype)
     writer = RunWriter(spec)
-    size, why = cap_batch(bundle, spec.batch_size, takes_gradients(spec.chapter, spec.to_dict()))
+    size, why = cap_batch(bundle, spec.batch_size, takes_gradients(spec.chapter, spec.to_dict()),
+                          checkpoints(spec.chapter, bundle.device.type))
     if why:
         print(why)
         writer.write_json("batch_cap.json", {"requested": spec.batch_size, "ran_with": size, "why": why})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -51,6 +52,9 @@ def test_estimates_count_the_passes_the_chapters_run():
     fast = 6 + 1 + 8 * 9 / 16
     assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 2 * (fast + 3 + 1 + 37) + 2
     assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 2 * (fast + 3 + 1) + 2
+    # on a GPU its three gradient passes (2 IG steps, plain attribution) recompute their layers
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}, checkpointed=True) \
+        == 2 * (fast + 3 + 1 + 3) + 2
     e = estimates.estimate(estimates.CARDS[0], "00_behaviour", 128, 8)
     assert 13 < e["GPU memory (GiB, est.)"] < 20  # 7B in bf16 is about 13 GiB of weights
     # chapter 01's knockouts: the incremental engine's share of a pass, below one full pass each
@@ -66,9 +70,16 @@ def test_every_chapter_of_every_family_fits_one_80_gb_gpu():
         est = estimates.estimates_table({ch: {**notebook_defaults(ch), "exhaustive": exhaustive} for ch in CHAPTERS})
         assert (est["GPU memory (GiB, est.)"] <= estimates.GPU_GIB).all()
         assert (est["batch"] >= 1).all()
-    # the cap is what makes them fit: LLaVA-NeXT's 2,144 image tokens hold few rows with gradients
-    next_ = est[(est["model"].str.contains("mistral")) & (est["chapter"] == "04_sparse_heads")]
-    assert int(next_["batch"].iloc[0]) < 8
+    # the cap is what makes them fit: at LLaVA-NeXT's 2,144 image tokens chapter 01's saliency,
+    # which keeps every layer's activations, holds few rows; chapter 04's attribution
+    # checkpoints its layers and runs the parameter files' batch of 8
+    next_ = est[est["model"].str.contains("mistral")].set_index("chapter")["batch"]
+    assert int(next_["01_shallow_routing"]) < 8 and int(next_["04_sparse_heads"]) == 8
+
+
+def test_items_within_the_book_target_scale_linearly():
+    book = pd.Series({"a": 120.0, "b": 600.0})
+    assert estimates.items_within(book).to_dict() == {"a": 500, "b": 100}
 
 
 def test_batch_cap_follows_the_visible_memory(tiny_bundle, monkeypatch):
