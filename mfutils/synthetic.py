@@ -120,7 +120,10 @@ _PRETRAINED_TRAIN = (
     # sentences, four per polarity ("Follow / Go with / Listen to / Side with the {A}.",
     # "Forget / Skip / Avoid / Overlook the {B}."), and 600 steps. The described-image phase
     # ended at 68/75% (this bank: 100/100), the monitor with image tokens read 60/83 (step 300),
-    # 40/46 (450), 20/58 (550), and the run was stopped. The bank stays as it is.
+    # 40/46 (450), 20/58 (550), and the run was stopped. Again with a 400-step text phase of 600
+    # (2026-12-01, 18 min): described 68/83% at step 350, final monitor 91.4/98.6%, image-only
+    # 94.7% (below the 95% targets), unseen sentences 7 of 12 image-side and 8 of 12 text-side
+    # ("Believe / Prefer the image." 9% / 0%). The bank stays as it is.
 )
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),
