@@ -169,10 +169,13 @@ def plan_summary(est: pd.DataFrame, book_minutes: pd.Series, chapters: dict[str,
     """A paragraph on the plan, from the tables it describes: whether every chapter fits the GPU,
     whether the book meets :data:`BOOK_TARGET_MIN` on 1,000 items, which chapters cost most,
     and what exhaustive head ablation multiplies chapters 4 and 5 by."""
-    fits = bool((est["GPU memory (GiB, est.)"] <= GPU_GIB).all())
-    capped = sorted({m.split("/")[-1] for m in est.loc[est["batch"] < est["batch"].max(), "model"]})
-    per_chapter = est.groupby("chapter")["time (min, est.)"].sum().sort_values(ascending=False)
     from .chapters import entry
+
+    fits = bool((est["GPU memory (GiB, est.)"] <= GPU_GIB).all())
+    low = est[est["batch"] < est["batch"].max()]
+    capped = [f"{m.split('/')[-1]} (chapter{'s' if len(g) > 1 else ''} "
+              f"{', '.join(str(entry(c).number) for c in sorted(g['chapter']))})" for m, g in low.groupby("model")]
+    per_chapter = est.groupby("chapter")["time (min, est.)"].sum().sort_values(ascending=False)
 
     top = [f"{entry(c).heading.split(' · ')[1].lower()} (chapter {entry(c).number})" for c in per_chapter.index[:2]]
     met = book_minutes[book_minutes <= BOOK_TARGET_MIN]
