@@ -7,22 +7,10 @@ import pytest
 import torch
 
 from mfutils import memory, synthetic
-from mfutils.adapters import adapter_for
 from mfutils.encoding import encode
 from mfutils.head_scores import _alpha_gradient, model_metric
 from mfutils.interventions import active_hook_count
-from mfutils.loading import ModelBundle
 from mfutils.metrics import answer_tokens
-
-from .tiny_families import FAMILIES, build
-
-
-@pytest.fixture(scope="module", params=sorted(FAMILIES) + ["organism"])
-def bundle(request, tiny_bundle):
-    if request.param == "organism":
-        return tiny_bundle
-    model, proc = build(request.param)
-    return ModelBundle(model, proc, adapter_for(model), request.param, torch.device("cpu"), torch.float32)
 
 
 def _flags(ad):

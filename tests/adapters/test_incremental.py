@@ -8,26 +8,15 @@ import pytest
 import torch
 
 from mfutils import incremental, routing, synthetic
-from mfutils.adapters import adapter_for
 from mfutils.encoding import encode
 from mfutils.interventions import active_hook_count, knockout, knockout_mask, scale_heads
-from mfutils.loading import ModelBundle
 from mfutils.metrics import last_logits
 
-from .tiny_families import FAMILIES, build
 
 #: float32 logits of a full pass and of an incremental one may differ in summation order only
 ATOL = 1e-4
 
 EDGES = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES))
-
-
-@pytest.fixture(scope="module", params=sorted(FAMILIES) + ["organism"])
-def bundle(request, tiny_bundle):
-    if request.param == "organism":
-        return tiny_bundle
-    model, proc = build(request.param)
-    return ModelBundle(model, proc, adapter_for(model), request.param, torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture(scope="module")
