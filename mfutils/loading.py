@@ -77,6 +77,25 @@ def resolve(model_id: str) -> str:
     return model_id
 
 
+def lm_shape(model_id: str) -> tuple[int, int]:
+    """``(layers, attention heads per layer)`` of an organism's language model, read from its
+    files without loading any weights: the tiny organism's ``config.json``, the pretrained
+    organism's GGUF header (its LoRA leaves the shape as it is)."""
+    if model_id == ORGANISM_ID:
+        text = json.loads((organism_dir() / "config.json").read_text())["text_config"]
+        return int(text["num_hidden_layers"]), int(text["num_attention_heads"])
+    if model_id == PRETRAINED_ID:
+        import gguf
+
+        from .pretrained_organism import base_file
+
+        fields = gguf.GGUFReader(base_file()).fields
+        arch = str(fields["general.architecture"].contents())
+        return (int(fields[f"{arch}.block_count"].contents()),
+                int(fields[f"{arch}.attention.head_count"].contents()))
+    raise ValueError(f"lm_shape reads the organisms only, not {model_id!r}")
+
+
 def _restore_hint(model_id: str) -> str:
     if model_id == ORGANISM_ID:
         return "Restore it with `git checkout -- models/organism` or retrain with `make organism`."

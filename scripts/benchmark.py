@@ -212,22 +212,21 @@ def bench_chapters(run: bool) -> list[dict]:
         timings = json.loads(path.read_text()) if path.exists() else []
     from mfutils.chapters import comparison_overrides
 
-    rows = []
+    from mfutils.loading import lm_shape
+
+    rows, shapes = [], {}  # model -> (layers, heads), read from its files without loading it
     for t in timings:
         chapter, comparison, _ = t["chapter"].partition(" (comparison)")
         if chapter in CHAPTERS:
             spec = chapter_spec(chapter, **(comparison_overrides(chapter) if comparison else {}))
-            layers, heads = SHAPES[spec.model_id]
+            if spec.model_id not in shapes:
+                shapes[spec.model_id] = lm_shape(spec.model_id)
+            layers, heads = shapes[spec.model_id]
             rows.append({"chapter": chapter, "model": spec.model_id, "seconds": t["seconds"], "peak MB": t["peak_rss_mb"],
                          # knockouts counted as full passes: the naive engine's count
                          "naive passes / sample": estimates.passes_per_sample(chapter, layers, layers * heads,
                                                                               spec.to_dict())})
     return rows
-
-
-#: (layers, heads per layer) of the organisms' language models: the tiny one's (models/organism)
-#: and SmolLM2-135M-Instruct's, as the chapters' pass counts need them without loading either
-SHAPES = {"organism": (8, 8), "pretrained-organism": (30, 9)}
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mfutils.adapters import UnsupportedModelError
-from mfutils.loading import CorruptCheckpointError, ModelNotAvailableError, load_model
+from mfutils.loading import ORGANISM_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape, load_model
 
 
 def test_hub_id_not_in_local_cache_says_how_to_get_it(monkeypatch, tmp_path):
@@ -95,3 +95,9 @@ def test_the_dry_run_reports_a_corrupt_checkpoint(saved_tiny):
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(DryRunError, match="model: weights .* are corrupt"):
         dry_run(["00_behaviour"], {"model_id": str(saved_tiny)})
+
+
+def test_the_organisms_shape_is_read_without_loading_it(organism):
+    assert lm_shape(ORGANISM_ID) == (organism.adapter.n_layers, organism.adapter.n_heads)
+    with pytest.raises(ValueError, match="organisms only"):
+        lm_shape("llava-hf/llava-1.5-7b-hf")

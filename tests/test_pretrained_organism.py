@@ -13,7 +13,7 @@ from mfutils import pretrained_organism as po
 from mfutils import synthetic
 from mfutils.encoding import UnrepresentableTextError, encode
 from mfutils.interventions import knockout, knockout_mask, scale_heads
-from mfutils.loading import CorruptCheckpointError, ModelNotAvailableError
+from mfutils.loading import PRETRAINED_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape
 from mfutils.metrics import forward_last_logits, last_logits
 from mfutils.schema import Item
 
@@ -145,6 +145,8 @@ def test_the_merged_model_is_the_base_plus_the_trained_parts(pretrained):
     assert torch.equal(w, expected)
     assert pretrained.adapter.family == "pretrained-organism"
     assert (pretrained.adapter.n_layers, pretrained.adapter.n_heads, pretrained.adapter.n_kv_heads) == (30, 9, 3)
+    # what the benchmark reads without loading the model
+    assert lm_shape(PRETRAINED_ID) == (pretrained.adapter.n_layers, pretrained.adapter.n_heads)
 
 
 @pytest.fixture(scope="module")
