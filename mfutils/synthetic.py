@@ -147,6 +147,31 @@ UNSEEN_TEMPLATES = (
 )
 
 
+#: Unseen sentences for choosing a training recipe, so that the chapter's table above stays a test
+#: set: a change meant to fix its failures is judged here first, and the test table read once
+#: after. In no bank and read by no chapter. Written on 2026-12-01, before any run on them; the
+#: shipped parts on chapter 00's 32 conflicts per sentence (n_samples 256, seed 0) followed 8 of
+#: 12 image-side and 11 of 12 text-side at >= 80%. All six negations passed both ways (100%);
+#: the failures are affirmatives naming one modality, mostly the image ("The image tells the
+#: truth." 9%, "Answer with what the image shows." 28%, "Choose the image." 59%, "Your source is
+#: the image." 75%; text side "The text tells the truth." 56%), as "Believe / Prefer the image."
+#: in the test table: where no negation is read, such a sentence falls back to the text.
+VALIDATION_TEMPLATES = (
+    "Do not believe the {B}.",
+    "Rely on the {A} alone.",
+    "The {A} tells the truth.",
+    "Pay attention to the {A}.",
+    "Only the {A} is accurate.",
+    "Skip the {B} and read the {A}.",
+    "Do not listen to the {B}.",
+    "Choose the {A}.",
+    "Answer with what the {A} shows.",
+    "Leave the {B} out of it.",
+    "Your source is the {A}.",
+    "Disbelieve the {B}.",
+)
+
+
 def _pretrained_phrasings() -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
     for target, other in (("image", "text"), ("text", "image")):

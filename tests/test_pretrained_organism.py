@@ -32,6 +32,10 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert all(it.instruction in bank[it.target]["train"] for it in items)
     assert synthetic.phrasings_for("pretrained-organism") is bank
     assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
+    # the recipe-choosing sentences are neither trained on nor the chapter's test sentences
+    validation = set(synthetic.VALIDATION_TEMPLATES)
+    assert len(validation) == 12
+    assert not validation & (set(synthetic._PRETRAINED_TRAIN) | set(synthetic.UNSEEN_TEMPLATES))
 
 
 def test_the_side_task_asks_which_source_the_instruction_names():
