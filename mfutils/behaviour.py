@@ -70,24 +70,28 @@ def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
 
 
 
-def unseen_phrasing_items(spec: "BehaviourSpec") -> dict[str, list]:
+def unseen_phrasing_items(spec: "BehaviourSpec", templates: tuple[str, ...] = synthetic.UNSEEN_TEMPLATES
+                          ) -> dict[str, list]:
     """``sentence -> conflicts`` for every sentence held out of the pretrained organism's
-    training (:data:`mfutils.synthetic.UNSEEN_TEMPLATES`, with the words "image" and "text"),
-    in both directions; ``spec.n_samples // 8`` held-out conflicts each, the same conflicts
-    for every sentence of a direction."""
+    training (``templates``: the chapter's test set :data:`mfutils.synthetic.UNSEEN_TEMPLATES`,
+    or the recipe-choosing :data:`~mfutils.synthetic.VALIDATION_TEMPLATES`, with the words
+    "image" and "text"), in both directions; ``spec.n_samples // 8`` held-out conflicts each,
+    the same conflicts for every sentence of a direction."""
     from .evaluation import with_target
 
     base = synthetic.make_split("eval", max(spec.n_samples // 8, 1), spec.seed + 11, {"conflict": 1.0})
     out = {}
     for target, other in (("image", "text"), ("text", "image")):
-        for template in synthetic.UNSEEN_TEMPLATES:
+        for template in templates:
             sentence = template.format(A=target, B=other)
             out[sentence] = [with_target(it, target, sentence) for it in base]
     return out
 
 
-def unseen_phrasings(bundle, spec: "BehaviourSpec") -> pd.DataFrame:
-    """Following ratio (95% bootstrap CI) per unseen sentence and direction.
+def unseen_phrasings(bundle, spec: "BehaviourSpec", templates: tuple[str, ...] = synthetic.UNSEEN_TEMPLATES
+                     ) -> pd.DataFrame:
+    """Following ratio (95% bootstrap CI) per unseen sentence and direction (``templates`` as
+    in :func:`unseen_phrasing_items`).
 
     A model whose tokenizer cannot represent a sentence (the tiny organism's word-level
     vocabulary) gets a row saying so instead of a ratio read from ``<unk>`` tokens.
@@ -95,7 +99,7 @@ def unseen_phrasings(bundle, spec: "BehaviourSpec") -> pd.DataFrame:
     from .encoding import UnrepresentableTextError
 
     rows = []
-    for sentence, items in unseen_phrasing_items(spec).items():
+    for sentence, items in unseen_phrasing_items(spec, templates).items():
         row = {"direction": items[0].target, "instruction": sentence, "n": len(items)}
         try:
             table = run_readouts(bundle, items, spec.batch_size)

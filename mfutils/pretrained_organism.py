@@ -88,8 +88,10 @@ class PretrainedConfig:
 
 
 def pretrained_dir() -> Path:
-    """The shipped trained parts and their training record."""
-    return project_root() / "models" / "pretrained_organism"
+    """The shipped trained parts and their training record (``MFUTILS_PRETRAINED_DIR`` overrides
+    ``<checkout>/models/pretrained_organism``: a candidate training read without replacing them)."""
+    env = os.environ.get("MFUTILS_PRETRAINED_DIR")
+    return Path(env) if env else project_root() / "models" / "pretrained_organism"
 
 
 def cache_root() -> Path:

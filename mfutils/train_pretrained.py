@@ -448,7 +448,8 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         "The tiny organism's synthetic items (`mfutils.synthetic`: one coloured shape on a 32 px canvas, a text",
         f"context, a colour or shape question, the paper's prompt pieces); mix {cfg['mix']}. Instructions come",
         f"from the pretrained organism's own bank: {rec['phrasings']['train_per_direction']} training phrasings per direction",
-        "(14 sentence shapes x 4 wordings, negations such as \"Disregard the text.\" among them). Held out:",
+        f"({len(synthetic._PRETRAINED_TRAIN)} sentence shapes x {len(synthetic._PRETRAINED_WORDS['image'])} wordings,"
+        " negations such as \"Disregard the text.\" among them). Held out:",
         f"{rec['phrasings']['heldout_per_direction'] - 1} other sentences per direction (\"Ignore the text.\", \"Do not trust the image.\", ...)",
         "and the paper's two instruction sentences. Held-out (noun, colour, shape) combinations as for the tiny organism.",
         "",

@@ -1,0 +1,36 @@
+"""The rule a candidate training of the pretrained organism must pass before it ships
+(``mfutils.recipe_check``), and the folder override it reads candidates through."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mfutils import pretrained_organism as po
+from mfutils.recipe_check import accepts
+from mfutils.rules import MIN_PHRASINGS_MET, TARGET_PHRASING
+
+# taken at import: the session fixture ``pretrained_parts`` replaces the module's function later
+_PRETRAINED_DIR = po.pretrained_dir
+
+
+def _validation(image_met: int, text_met: int) -> pd.DataFrame:
+    """Twelve sentences per direction, the first ``*_met`` exactly at the bar, the rest just under."""
+    rows = [{"direction": d, "following_ratio": TARGET_PHRASING if i < met else TARGET_PHRASING - 0.01}
+            for d, met in (("image", image_met), ("text", text_met)) for i in range(12)]
+    return pd.DataFrame(rows)
+
+
+def test_recipe_check_accepts_only_what_meets_every_target():
+    monitor = {"conflict/image": 1.0, "conflict/text": 0.96, "image_only": 0.95}
+    assert accepts(monitor, _validation(MIN_PHRASINGS_MET, 12))[0]
+    assert not accepts(monitor, _validation(MIN_PHRASINGS_MET - 1, 12))[0]
+    assert not accepts(monitor, _validation(12, MIN_PHRASINGS_MET - 1))[0]
+    ok, lines = accepts({**monitor, "text_only": 0.949}, _validation(12, 12))
+    assert not ok and any("text_only" in l and "NOT met" in l for l in lines)
+
+
+def test_a_candidate_folder_is_read_in_place_of_the_shipped_parts(monkeypatch, tmp_path):
+    monkeypatch.setenv("MFUTILS_PRETRAINED_DIR", str(tmp_path))
+    assert _PRETRAINED_DIR() == tmp_path
+    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR")
+    assert _PRETRAINED_DIR() == po.project_root() / "models" / "pretrained_organism"
