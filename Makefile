@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 # nbval's wall-clock budget in `make test` (minutes; 0: none): on a machine as fast as the one that
 # executed the book every notebook fits, on a slower one the summary names those left out
 NBVAL_BUDGET_MIN ?= 40
-NOTEBOOKS := $(sort $(wildcard book/chapters/*.ipynb)) book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb
+# (an interrupted run's *.partial.ipynb beside a chapter is not part of the book)
+NOTEBOOKS := $(sort $(filter-out %.partial.ipynb,$(wildcard book/chapters/*.ipynb))) book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
