@@ -124,6 +124,13 @@ _PRETRAINED_TRAIN = (
     # (2026-12-01, 18 min): described 68/83% at step 350, final monitor 91.4/98.6%, image-only
     # 94.7% (below the 95% targets), unseen sentences 7 of 12 image-side and 8 of 12 text-side
     # ("Believe / Prefer the image." 9% / 0%). The bank stays as it is.
+    # Tried against the validation bank's failures (affirmatives naming one modality read as
+    # negations; 2026-12-02): affirmative twins of the one-modality negations, same verb both
+    # ways ("Do use the {A}.", "Do rely on the {A}.", "The {A} is reliable here."), defaults
+    # otherwise. Stopped at step 300 of 450 (a machine 5x slower than the shipped run's): monitor
+    # 68/25% (step 50), 52/50 (100), 48/75 (150), 60/79 (200), 60/71 (250, described images),
+    # 52/92 (300, image tokens), against this bank's 82/34, 71/72, 100/62, 100/84, 94/66, 76/88;
+    # never reached mfutils.recipe_check.
 )
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),
