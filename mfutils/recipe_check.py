@@ -7,9 +7,11 @@ judged elsewhere first, or the table only measures how well the recipe was fitte
 reads a trained-parts folder (default: the shipped one) on the *validation* sentences
 (:data:`mfutils.synthetic.VALIDATION_TEMPLATES`, in no bank and read by no chapter), with the
 chapter's own conflicts (its defaults: 256 samples, so 32 conflicts per sentence, seed 0), and
-applies :func:`accepts`, whose rule is chapter 00's behaviour targets (:mod:`mfutils.rules`)
-with the validation sentences in place of the test ones. Only a candidate it accepts is shipped;
-chapter 00's table is then read once, whatever it shows.
+applies :func:`accepts`, whose thresholds are chapter 00's behaviour targets (:mod:`mfutils.rules`):
+the validation sentences in place of the test ones, and the training record's final monitor
+(every group, the consistent ones included) in place of the chapter's held-out sets; the paper's
+two sentences are left to the chapter. Only a candidate it accepts is shipped; chapter 00's table
+is then read once, whatever it shows.
 """
 
 from __future__ import annotations
