@@ -16,6 +16,12 @@ is not re-executed, and the summary names it, with its prediction, beside those 
 failed. On a machine as fast as the one that executed the book every notebook fits. ``--budget-min
 0`` (``make test-full``) re-executes every notebook whatever it costs. A notebook that fails
 fails the run; one left out never counts as passed.
+
+Every notebook given needs a recorded time when there is a budget: the runner records one
+whenever it executes a notebook, so a notebook without one was not executed by it, and a budget
+could never say whether it fits. Such a notebook stops the run before anything is re-executed
+(:class:`UnrecordedError`), rather than being left out run after run. With no budget it runs
+last.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ FIRST_PACE = 1.0
 #: notebooks shorter than this (seconds, as recorded) do not set the pace: kernel start-up and
 #: imports dominate them
 PACE_MIN_SECONDS = 60.0
+
+
+class UnrecordedError(ValueError):
+    """Notebooks without a recorded execution time (or no ``_timings.json`` at all) under a budget."""
 
 
 @dataclass
@@ -60,9 +70,17 @@ def predict(recorded_s: float, done: list[Outcome]) -> float:
     return recorded_s * pace
 
 
-def plan(notebooks: list[Path], timings: list[dict]) -> list[tuple[Path, float]]:
-    """``(notebook, recorded seconds)``, cheapest first (ties by path)."""
+def plan(notebooks: list[Path], timings: list[dict], budget_s: float = 0.0) -> list[tuple[Path, float]]:
+    """``(notebook, recorded seconds)``, cheapest first (ties by path); under a budget every
+    notebook must have a recorded time (:class:`UnrecordedError`)."""
     rows = [(nb, recorded_seconds(nb, timings)) for nb in notebooks]
+    unrecorded = [str(nb) for nb, s in rows if s == float("inf")]
+    if budget_s and unrecorded:
+        raise UnrecordedError(
+            f"no recorded execution time in book/_timings.json for: {', '.join(unrecorded)}. The runner records one "
+            "whenever it executes a notebook (`python -m mfutils.runner execute NAME`, or `make book`), so these were "
+            "not executed by it and a budget cannot tell whether they fit; execute them through the runner, or "
+            "re-execute everything with no budget (`make test-full`)")
     return sorted(rows, key=lambda r: (r[1], str(r[0])))
 
 
@@ -72,7 +90,7 @@ def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args:
     run_one = run_one or (lambda nb: _nbval(nb, nbval_args))
     start = clock()
     done: list[Outcome] = []
-    for nb, recorded in plan(notebooks, timings):
+    for nb, recorded in plan(notebooks, timings, budget_s):
         out = Outcome(str(nb), recorded, predict(recorded, done))
         left = budget_s - (clock() - start)
         if budget_s and out.predicted_s > left:
@@ -123,8 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args, nbval_args = ap.parse_args(argv[:cut]), argv[cut + 1:]
-    timings = json.loads(Path(args.timings).read_text())
-    outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args)
+    timings_file = Path(args.timings)
+    if timings_file.exists():
+        timings = json.loads(timings_file.read_text())
+    elif args.budget_min:
+        print(f"nbval: {timings_file} is missing, so no notebook's cost is known and no budget can be kept. It is "
+              "written by the runner (`make book`); or re-execute everything with no budget (`make test-full`)",
+              file=sys.stderr)
+        return 2
+    else:
+        timings = []
+    try:
+        outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args)
+    except UnrecordedError as err:
+        print(f"nbval: {err}", file=sys.stderr)
+        return 2
     print(summary(outcomes), flush=True)
     return 1 if any(o.status == "FAILED" for o in outcomes) else 0
 

@@ -63,3 +63,32 @@ def test_no_budget_re_executes_everything_and_a_failure_is_reported():
     assert len(m.ran) == 4
     assert [Path(o.notebook).stem for o in out if o.status == "FAILED"] == ["03_mlp_inertia"]
     assert nb.summary(out).splitlines()[-1] == "nbval: 3 passed, 1 failed, 0 skipped"
+
+
+def test_under_a_budget_a_notebook_the_runner_never_timed_stops_the_run_before_anything_runs():
+    m = Machine(pace=1.0)
+    book = BOOK + [Path("book/new_page.ipynb")]
+    try:
+        nb.run(book, TIMINGS, budget_s=800, nbval_args=[], run_one=m.run_one, clock=m.clock)
+    except nb.UnrecordedError as err:
+        assert "book/new_page.ipynb" in str(err) and "mfutils.runner execute" in str(err)
+    else:
+        raise AssertionError("an untimed notebook was accepted under a budget")
+    assert m.ran == []
+
+
+def test_with_no_budget_an_untimed_notebook_runs_last():
+    m = Machine(pace=1.0)
+    m.run_one = lambda notebook, m=m: m.ran.append(notebook.stem) or True
+    nb.run(BOOK + [Path("book/new_page.ipynb")], TIMINGS, budget_s=0, nbval_args=[], run_one=m.run_one, clock=m.clock)
+    assert m.ran[-1] == "new_page" and len(m.ran) == 5
+
+
+def test_the_command_says_what_to_do_without_a_timings_file(tmp_path, capsys):
+    missing = tmp_path / "_timings.json"
+    assert nb.main(["--budget-min", "40", "--timings", str(missing), "book/index.ipynb"]) == 2
+    assert "make book" in capsys.readouterr().err
+    untimed = tmp_path / "t.json"
+    untimed.write_text("[]")
+    assert nb.main(["--budget-min", "40", "--timings", str(untimed), "book/index.ipynb"]) == 2
+    assert "book/index.ipynb" in capsys.readouterr().err
