@@ -69,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.parts:
+        from .pretrained_organism import PARTS_FILE
+
+        missing = [n for n in (PARTS_FILE, "training.json") if not (Path(args.parts) / n).is_file()]
+        if missing:
+            # a typo here would otherwise surface as the shipped parts' restore hint, far from its cause
+            print(f"recipe_check: --parts {args.parts} holds no {' and no '.join(missing)}: give the folder a "
+                  "training wrote (`python -m mfutils.train_pretrained --out DIR`)", file=sys.stderr)
+            return 2
         # read by pretrained_organism.pretrained_dir; the merged cache is keyed by the parts' digest
         os.environ["MFUTILS_PRETRAINED_DIR"] = str(Path(args.parts).resolve())
     from .pretrained_organism import record

@@ -34,3 +34,15 @@ def test_a_candidate_folder_is_read_in_place_of_the_shipped_parts(monkeypatch, t
     assert _PRETRAINED_DIR() == tmp_path
     monkeypatch.delenv("MFUTILS_PRETRAINED_DIR")
     assert _PRETRAINED_DIR() == po.project_root() / "models" / "pretrained_organism"
+
+
+def test_a_parts_folder_without_a_training_in_it_is_refused_by_name(tmp_path, capsys, monkeypatch):
+    from mfutils import recipe_check
+
+    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
+    assert recipe_check.main(["--parts", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "typo" in err and po.PARTS_FILE in err and "train_pretrained --out" in err
+    import os
+
+    assert "MFUTILS_PRETRAINED_DIR" not in os.environ  # nothing was switched over to the missing folder
