@@ -11,7 +11,10 @@ would land.
 
 So each notebook is re-executed by its own nbval run, cheapest first (by its execution time in
 ``book/_timings.json``), and before each one its time on this machine is predicted from the
-pace observed so far (:func:`predict`). A notebook whose prediction does not fit the budget left
+pace observed so far (:func:`predict`). Where the notebook's record carries the matrix-product
+probe of the machine that executed it (:mod:`mfutils.machine`, recorded by the runner since
+2026-12-02), its time is first scaled by that probe over this machine's, so that a book whose
+chapters were executed on different machines is still predicted chapter by chapter. A notebook whose prediction does not fit the budget left
 is not re-executed, and the summary names it, with its prediction, beside those that passed or
 failed. On a machine as fast as the one that executed the book every notebook fits. ``--budget-min
 0`` (``make test-full``) re-executes every notebook whatever it costs. A notebook that fails
@@ -48,50 +51,75 @@ class UnrecordedError(ValueError):
 @dataclass
 class Outcome:
     notebook: str
-    recorded_s: float
+    recorded_s: float  # as recorded, on the machine that executed it
     predicted_s: float
     seconds: float | None = None  # None: not re-executed
     status: str = "not re-executed (budget)"
+    scaled_s: float | None = None  # recorded_s at this machine's probe speed; None: as recorded
+
+    @property
+    def expected_s(self) -> float:
+        return self.recorded_s if self.scaled_s is None else self.scaled_s
+
+
+def _entry(notebook: Path, timings: list[dict]) -> dict | None:
+    """The notebook's entry in ``_timings.json`` (the book's own run, not the comparison run's)."""
+    return next((t for t in timings if t["chapter"] == notebook.stem), None)
 
 
 def recorded_seconds(notebook: Path, timings: list[dict]) -> float:
-    """The notebook's execution time on the machine that executed the book (``_timings.json``;
-    the book's own run, not the comparison run's). Unknown notebooks count as expensive."""
-    by_name = {t["chapter"]: float(t["seconds"]) for t in timings}
-    return by_name.get(notebook.stem, float("inf"))
+    """The notebook's execution time where it was executed (``_timings.json``; the book's own
+    run, not the comparison run's); ``inf`` for one with none."""
+    e = _entry(notebook, timings)
+    return float(e["seconds"]) if e else float("inf")
 
 
-def predict(recorded_s: float, done: list[Outcome]) -> float:
-    """This machine's time for a notebook recorded at ``recorded_s``: recorded time x the pace
-    (this machine's seconds per recorded second) of the notebooks run so far that are long
-    enough to measure it, :data:`FIRST_PACE` before any."""
+def scaled_seconds(notebook: Path, timings: list[dict], here_gflops: float | None) -> float | None:
+    """The recorded time at this machine's speed: x the recording machine's
+    :func:`mfutils.machine.matmul_gflops` over this one's. ``None`` when either probe is
+    unknown (runs recorded before 2026-12-02 have none): the recorded time stands as it is."""
+    e = _entry(notebook, timings)
+    rec = (e or {}).get("environment", {}).get("matmul_gflops")
+    if not (e and rec and here_gflops):
+        return None
+    return float(e["seconds"]) * float(rec) / float(here_gflops)
+
+
+def predict(expected_s: float, done: list[Outcome]) -> float:
+    """This machine's time for a notebook expected at ``expected_s`` (recorded, scaled by the
+    probes where known): x the pace (seconds taken per second expected) of the notebooks run so
+    far that are long enough to measure it, :data:`FIRST_PACE` before any."""
     timed = [o for o in done if o.seconds is not None and o.recorded_s >= PACE_MIN_SECONDS]
-    pace = sum(o.seconds for o in timed) / sum(o.recorded_s for o in timed) if timed else FIRST_PACE
-    return recorded_s * pace
+    pace = sum(o.seconds for o in timed) / sum(o.expected_s for o in timed) if timed else FIRST_PACE
+    return expected_s * pace
 
 
-def plan(notebooks: list[Path], timings: list[dict], budget_s: float = 0.0) -> list[tuple[Path, float]]:
-    """``(notebook, recorded seconds)``, cheapest first (ties by path); under a budget every
-    notebook must have a recorded time (:class:`UnrecordedError`)."""
-    rows = [(nb, recorded_seconds(nb, timings)) for nb in notebooks]
-    unrecorded = [str(nb) for nb, s in rows if s == float("inf")]
+def plan(notebooks: list[Path], timings: list[dict], budget_s: float = 0.0,
+         here_gflops: float | None = None) -> list[Outcome]:
+    """One not-yet-run :class:`Outcome` per notebook, cheapest first here (ties by path); under a
+    budget every notebook must have a recorded time (:class:`UnrecordedError`)."""
+    rows = [Outcome(str(nb), recorded_seconds(nb, timings), float("nan"),
+                    scaled_s=scaled_seconds(nb, timings, here_gflops)) for nb in notebooks]
+    unrecorded = [o.notebook for o in rows if o.recorded_s == float("inf")]
     if budget_s and unrecorded:
         raise UnrecordedError(
             f"no recorded execution time in book/_timings.json for: {', '.join(unrecorded)}. The runner records one "
             "whenever it executes a notebook (`python -m mfutils.runner execute NAME`, or `make book`), so these were "
             "not executed by it and a budget cannot tell whether they fit; execute them through the runner, or "
             "re-execute everything with no budget (`make test-full`)")
-    return sorted(rows, key=lambda r: (r[1], str(r[0])))
+    return sorted(rows, key=lambda o: (o.expected_s, o.notebook))
 
 
 def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args: list[str],
-        run_one=None, clock=time.monotonic) -> list[Outcome]:
-    """Re-execute what fits ``budget_s`` (0: everything); ``run_one(notebook) -> passed``."""
+        run_one=None, clock=time.monotonic, here_gflops: float | None = None) -> list[Outcome]:
+    """Re-execute what fits ``budget_s`` (0: everything); ``run_one(notebook) -> passed``;
+    ``here_gflops``: this machine's probe (None: recorded times are taken as they are)."""
     run_one = run_one or (lambda nb: _nbval(nb, nbval_args))
     start = clock()
     done: list[Outcome] = []
-    for nb, recorded in plan(notebooks, timings, budget_s):
-        out = Outcome(str(nb), recorded, predict(recorded, done))
+    for out in plan(notebooks, timings, budget_s, here_gflops):
+        nb = Path(out.notebook)
+        out.predicted_s = predict(out.expected_s, done)
         left = budget_s - (clock() - start)
         if budget_s and out.predicted_s > left:
             print(f"nbval {nb}: not re-executed, predicted {_minutes(out.predicted_s)} on this machine "
@@ -102,7 +130,7 @@ def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args:
         passed = run_one(nb)
         out.seconds = clock() - t0
         out.status = "passed" if passed else "FAILED"
-        print(f"nbval {nb}: {out.status} in {_minutes(out.seconds)} (recorded {_minutes(recorded)})", flush=True)
+        print(f"nbval {nb}: {out.status} in {_minutes(out.seconds)} (recorded {_minutes(out.recorded_s)})", flush=True)
         done.append(out)
     return done
 
@@ -151,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         timings = []
+    here = None
+    if any("matmul_gflops" in t.get("environment", {}) for t in timings):
+        from .machine import matmul_gflops
+
+        here = matmul_gflops()
+        print(f"nbval: this machine's matrix-product probe: {here:g} GFLOP/s per thread", flush=True)
     try:
-        outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args)
+        outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args, here_gflops=here)
     except UnrecordedError as err:
         print(f"nbval: {err}", file=sys.stderr)
         return 2

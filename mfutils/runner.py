@@ -270,7 +270,11 @@ def environment() -> dict:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    from .machine import cpu_model, matmul_gflops
+
+    # the CPU and its probe speed let a time recorded here be read on another machine (nbval_budget)
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+           "cpu": cpu_model(), "matmul_gflops": matmul_gflops()}
     for name in RECORDED:
         try:
             out[name] = version(name)
@@ -293,6 +297,19 @@ def _record(root: Path, timings: list[dict]) -> None:
     write_environment_page(root, env)
 
 
+#: environment entries about the hardware, shown in the timing table's machine column
+MACHINE_KEYS = ("machine", "cpus", "cpu", "matmul_gflops")
+
+
+def _machine(e: dict) -> str:
+    """``x86_64, AMD EPYC, 2 CPUs, 35 GFLOP/s per thread``; runs recorded before the CPU was
+    (2026-12-02) have only the architecture and the count."""
+    parts = [e["machine"]] + ([e["cpu"]] if e.get("cpu") else []) + [f"{e['cpus']} CPUs"]
+    if e.get("matmul_gflops"):
+        parts.append(f"{e['matmul_gflops']:g} GFLOP/s per thread")
+    return ", ".join(parts)
+
+
 def write_environment_page(root: Path, env: dict | None = None) -> None:
     """The environment page from ``book/_timings.json`` (chapter runs) and, when ``make bench``
     has written it, ``book/_benchmark.json`` (naive versus incremental recomputation)."""
@@ -303,13 +320,16 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
              "Written by `python -m mfutils.runner` each time it executes the book with its default parameters:",
              "what each chapter ran with, how long it took and its kernel's peak resident memory.",
              "Times are wall-clock on the machine named, with the thread count the chapter's",
-             "`num_threads` parameter sets.", "",
+             "`num_threads` parameter sets. The speed after the CPU is a single-thread matrix-product",
+             "probe (`mfutils.machine`): chapters executed on different machines are compared through it.",
+             "A chapter re-executed on another CPU can differ from its committed results in the sixth digit;",
+             "bit-for-bit reruns hold on the same machine and packages.", "",
              "| notebook | executed | seconds | peak memory (MB) | python · torch · transformers · machine |",
              "|---|---|---|---|---|"]
     for t in merged:
         e = t["environment"]
         lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} · "
-                     f"{e['torch']} · {e['transformers']} · {e['machine']}, {e['cpus']} CPUs |")
+                     f"{e['torch']} · {e['transformers']} · {_machine(e)} |")
     total = sum(t["seconds"] for t in merged if not t["chapter"].endswith("(comparison)"))
     compared = sum(t["seconds"] for t in merged if t["chapter"].endswith("(comparison)"))
     lines += ["", f"The book: {total:.0f} s ({total / 60:.1f} min)."
@@ -317,7 +337,7 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
                  f"{compared:.0f} s ({compared / 60:.1f} min)." if compared else ""),
               "", "## Package versions (latest run)", "",
               "| package | version |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in env.items()]
+    lines += [f"| {k} | {v} |" for k, v in env.items() if k not in MACHINE_KEYS]
     bench = root / BENCHMARK
     if bench.exists():
         b = json.loads(bench.read_text())

@@ -17,20 +17,21 @@ BOOK = [Path("book/chapters/01_shallow_routing.ipynb"), Path("book/chapters/00_b
 class Machine:
     """A fake machine ``pace`` times slower than the recorded one; its clock advances as notebooks run."""
 
-    def __init__(self, pace: float, fails: tuple[str, ...] = ()):
-        self.now, self.pace, self.fails, self.ran = 0.0, pace, fails, []
+    def __init__(self, pace: float, fails: tuple[str, ...] = (), takes: dict[str, float] | None = None):
+        self.now, self.pace, self.fails, self.ran, self.takes = 0.0, pace, fails, [], takes or {}
 
     def clock(self) -> float:
         return self.now
 
     def run_one(self, notebook: Path) -> bool:
         self.ran.append(notebook.stem)
-        self.now += nb.recorded_seconds(notebook, TIMINGS) * self.pace
+        self.now += self.takes.get(notebook.stem, nb.recorded_seconds(notebook, TIMINGS) * self.pace)
         return notebook.stem not in self.fails
 
 
 def test_the_plan_is_cheapest_first_and_reads_the_books_own_timings():
-    assert [p.stem for p, _ in nb.plan(BOOK, TIMINGS)] == ["index", "00_behaviour", "03_mlp_inertia", "01_shallow_routing"]
+    assert [Path(o.notebook).stem for o in nb.plan(BOOK, TIMINGS)] == ["index", "00_behaviour", "03_mlp_inertia",
+                                                                       "01_shallow_routing"]
     assert nb.recorded_seconds(Path("book/chapters/00_behaviour.ipynb"), TIMINGS) == 100.0  # not the comparison's 20
     assert nb.recorded_seconds(Path("book/new_page.ipynb"), TIMINGS) == float("inf")
 
@@ -78,8 +79,7 @@ def test_under_a_budget_a_notebook_the_runner_never_timed_stops_the_run_before_a
 
 
 def test_with_no_budget_an_untimed_notebook_runs_last():
-    m = Machine(pace=1.0)
-    m.run_one = lambda notebook, m=m: m.ran.append(notebook.stem) or True
+    m = Machine(pace=1.0, takes={"new_page": 5.0})
     nb.run(BOOK + [Path("book/new_page.ipynb")], TIMINGS, budget_s=0, nbval_args=[], run_one=m.run_one, clock=m.clock)
     assert m.ran[-1] == "new_page" and len(m.ran) == 5
 
@@ -92,3 +92,30 @@ def test_the_command_says_what_to_do_without_a_timings_file(tmp_path, capsys):
     untimed.write_text("[]")
     assert nb.main(["--budget-min", "40", "--timings", str(untimed), "book/index.ipynb"]) == 2
     assert "book/index.ipynb" in capsys.readouterr().err
+
+
+def test_times_recorded_on_other_machines_are_read_through_their_probes():
+    # chapter 1 was executed on a machine five times faster than this one (probe 100 against 20),
+    # chapter 3 on this one; chapter 0 has no probe and is taken as recorded
+    timings = [{**t, "environment": {"matmul_gflops": 100.0}} if t["chapter"] == "01_shallow_routing" else
+               {**t, "environment": {"matmul_gflops": 20.0}} if t["chapter"] == "03_mlp_inertia" else t
+               for t in TIMINGS]
+    plan = nb.plan(BOOK, timings, here_gflops=20.0)
+    assert {Path(o.notebook).stem: o.expected_s for o in plan} == {
+        "index": 10.0, "00_behaviour": 100.0, "03_mlp_inertia": 200.0, "01_shallow_routing": 2000.0}
+    # this machine takes what the probes say: everything but chapter 1 fits 2,000 s, and chapter
+    # 1's prediction is its 400 recorded seconds x 5, not x the pace of a same-machine chapter
+    m = Machine(pace=1.0, takes={"01_shallow_routing": 2000.0})
+    out = nb.run(BOOK, timings, budget_s=2000, nbval_args=[], run_one=m.run_one, clock=m.clock, here_gflops=20.0)
+    assert m.ran == ["index", "00_behaviour", "03_mlp_inertia"]
+    left_out = next(o for o in out if o.seconds is None)
+    assert Path(left_out.notebook).stem == "01_shallow_routing" and left_out.predicted_s == 2000.0
+    # without this machine's probe the old reading holds: recorded x pace (1.0 here), so it would run
+    assert nb.plan(BOOK, timings)[-1].expected_s == 400.0
+
+
+def test_the_environment_records_the_cpu_and_its_probe():
+    from mfutils import machine
+
+    assert machine.matmul_gflops() > 0 and machine.matmul_gflops() == machine.matmul_gflops()  # measured once
+    assert machine.cpu_model()

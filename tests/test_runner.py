@@ -100,3 +100,19 @@ def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_p
     page = (tmp_path / ENVIRONMENT).read_text()
     assert "| organism | knockout sweep | incremental | 18.2 | 25% | 12.0 | 0 |" in page
     assert "| organism | Vision -/-> Last | 12.5% | 3.1% |" in page
+
+
+def test_environment_page_names_each_chapters_cpu_and_its_probe_where_recorded(tmp_path):
+    from mfutils.runner import ENVIRONMENT, TIMINGS, write_environment_page
+
+    (tmp_path / "book").mkdir()
+    old = {"python": "3.11", "torch": "2.13.0", "transformers": "5.24", "machine": "x86_64", "cpus": 2}
+    new = {**old, "cpu": "AMD EPYC", "matmul_gflops": 34.8}
+    (tmp_path / TIMINGS).write_text(json.dumps([
+        {"chapter": "00_behaviour", "executed": "then", "seconds": 127.0, "peak_rss_mb": 1, "environment": old},
+        {"chapter": "03_mlp_inertia", "executed": "now", "seconds": 900.0, "peak_rss_mb": 1, "environment": new}]))
+    write_environment_page(tmp_path, new)
+    page = (tmp_path / ENVIRONMENT).read_text()
+    assert "| 00_behaviour | then | 127.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, 2 CPUs |" in page
+    assert "| 03_mlp_inertia | now | 900.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, AMD EPYC, 2 CPUs, 34.8 GFLOP/s per thread |" in page
+    assert "| cpu |" not in page  # hardware sits in the timing table, not among the package versions
