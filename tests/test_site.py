@@ -112,8 +112,14 @@ const out = [];
 for (const el of col.querySelectorAll('table, img')) {
   const r = el.getBoundingClientRect();
   const w = el.tagName === 'TABLE' ? Math.max(el.scrollWidth, r.width) : r.width;
-  if (w > width + 1 || r.right > right + 1) {
-    out.push(el.tagName + ' ' + Math.round(w) + 'px: ' + (el.innerText || el.getAttribute('src') || '').slice(0, 60));
+  // a cell output scrolls what is wider than itself: such a table is cut off at the page width
+  // (a reader sees part of it and a scroll bar), so it counts as overflowing too
+  let box = el.parentElement;
+  while (box && box !== col && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+  const clipped = box && box !== col && r.right > box.getBoundingClientRect().right + 1;
+  if (w > width + 1 || r.right > right + 1 || clipped) {
+    out.push(el.tagName + ' ' + Math.round(w) + 'px' + (clipped ? ' (cut off by its output box)' : '') + ': ' +
+             (el.innerText || el.getAttribute('src') || '').slice(0, 60));
   }
 }
 return [width, out];
