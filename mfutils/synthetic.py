@@ -131,6 +131,16 @@ _PRETRAINED_TRAIN = (
     # 68/25% (step 50), 52/50 (100), 48/75 (150), 60/79 (200), 60/71 (250, described images),
     # 52/92 (300, image tokens), against this bank's 82/34, 71/72, 100/62, 100/84, 94/66, 76/88;
     # never reached mfutils.recipe_check.
+    # Tried (2026-12-02, 77 min on the 5x slower machine): six one-modality affirmatives and no
+    # new negation ("Follow / Go with / Side with / Consult / Stick to the {A}.", "The {A} has the
+    # answer."), defaults otherwise, so that naming one modality with an unknown verb reads as
+    # following it. Final monitor 95.3/96.9%, controls 100%. mfutils.recipe_check: REJECTED, image
+    # side 9 of 12, text side 11 of 12. Every affirmative it failed before now passes ("The image
+    # tells the truth." 9 -> 97%, "Answer with what the image shows." 28 -> 94%, "Choose the
+    # image." 59 -> 94%, "Your source is the image." 75 -> 94%, "The text tells the truth." 56 ->
+    # 100%), and the negations without a negation word now fail: "Leave the text out of it." 9%
+    # (text side 25%), "Skip the text and read the image." 47%, "Do not believe the text." 72%.
+    # The bank is unchanged; the chapter's test table was not read for this candidate.
 )
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),
