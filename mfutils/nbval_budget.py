@@ -14,9 +14,9 @@ So each notebook is re-executed by its own nbval run, cheapest first (by its exe
 pace observed so far (:func:`predict`). Where the notebook's record carries the matrix-product
 probe of the machine that executed it (:mod:`mfutils.machine`, recorded by the runner since
 2026-12-02), its time is first scaled by that probe over this machine's, so that a book whose
-chapters were executed on different machines is still predicted chapter by chapter. A notebook whose prediction does not fit the budget left
-is not re-executed, and the summary names it, with its prediction, beside those that passed or
-failed. On a machine as fast as the one that executed the book every notebook fits. ``--budget-min
+chapters were executed on different machines is still predicted chapter by chapter. A notebook
+whose prediction does not fit the budget left is not re-executed, and the summary names it,
+with its prediction, beside those that passed or failed. On a machine as fast as the one that executed the book every notebook fits. ``--budget-min
 0`` (``make test-full``) re-executes every notebook whatever it costs. A notebook that fails
 fails the run; one left out never counts as passed.
 
@@ -45,7 +45,7 @@ PACE_MIN_SECONDS = 60.0
 
 
 class UnrecordedError(ValueError):
-    """Notebooks without a recorded execution time (or no ``_timings.json`` at all) under a budget."""
+    """Notebooks without a recorded execution time, asked for under a budget."""
 
 
 @dataclass
@@ -78,7 +78,7 @@ def scaled_seconds(notebook: Path, timings: list[dict], here_gflops: float | Non
     """The recorded time at this machine's speed: x the recording machine's
     :func:`mfutils.machine.matmul_gflops` over this one's. ``None`` when either probe is
     unknown (runs recorded before 2026-12-02 have none): the recorded time stands as it is."""
-    e = _entry(notebook, timings)
+    e = _entry(notebook, timings) if here_gflops else None
     rec = (e or {}).get("environment", {}).get("matmul_gflops")
     if not (e and rec and here_gflops):
         return None

@@ -114,7 +114,7 @@ def test_times_recorded_on_other_machines_are_read_through_their_probes():
     assert nb.plan(BOOK, timings)[-1].expected_s == 400.0
 
 
-def test_the_environment_records_the_cpu_and_its_probe():
+def test_the_machine_probe_is_measured_once_and_the_cpu_is_named():
     from mfutils import machine
 
     assert machine.matmul_gflops() > 0 and machine.matmul_gflops() == machine.matmul_gflops()  # measured once
