@@ -115,33 +115,50 @@ _PRETRAINED_TRAIN = (
     "Go by the {A}.",
     "When they conflict, the {A} wins.",
     "The {B} is unreliable here.",
-    # Tried against the shipped parts' two unfollowed sentences ("Believe the image.", "Prefer
-    # the image.", read like the bank's four one-verb negations; 2026-12-01): eight more one-verb
-    # sentences, four per polarity ("Follow / Go with / Listen to / Side with the {A}.",
-    # "Forget / Skip / Avoid / Overlook the {B}."), and 600 steps. The described-image phase
-    # ended at 68/75% (this bank: 100/100), the monitor with image tokens read 60/83 (step 300),
-    # 40/46 (450), 20/58 (550), and the run was stopped. Again with a 400-step text phase of 600
+)
+_AFFIRMATIVES = ("Follow the {A}.", "Go with the {A}.", "Side with the {A}.", "Consult the {A}.", "Stick to the {A}.",
+                 "The {A} has the answer.")
+#: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
+#: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
+#: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
+#: records of those judged since 2026-12-02. No sentence here is, or contains, a validation or
+#: test sentence (tested).
+PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
+    # Against the shipped parts' two unfollowed test sentences ("Believe the image.", "Prefer the
+    # image.", read like the bank's four one-verb negations; 2026-12-01): eight one-verb
+    # sentences, four per polarity, with ``--steps 600``. The described-image phase ended at
+    # 68/75% (the shipped bank: 100/100), the monitor with image tokens read 60/83 (step 300),
+    # 40/46 (450), 20/58 (550), and the run was stopped. Again with ``--text-steps 400``
     # (2026-12-01, 18 min): described 68/83% at step 350, final monitor 91.4/98.6%, image-only
     # 94.7% (below the 95% targets), unseen sentences 7 of 12 image-side and 8 of 12 text-side
-    # ("Believe / Prefer the image." 9% / 0%). The bank stays as it is.
-    # Tried against the validation bank's failures (affirmatives naming one modality read as
-    # negations; 2026-12-02): affirmative twins of the one-modality negations, same verb both
-    # ways ("Do use the {A}.", "Do rely on the {A}.", "The {A} is reliable here."), defaults
-    # otherwise. Stopped at step 300 of 450 (a machine 5x slower than the shipped run's): monitor
-    # 68/25% (step 50), 52/50 (100), 48/75 (150), 60/79 (200), 60/71 (250, described images),
-    # 52/92 (300, image tokens), against this bank's 82/34, 71/72, 100/62, 100/84, 94/66, 76/88;
-    # never reached mfutils.recipe_check.
-    # Tried (2026-12-02, 77 min on the 5x slower machine): six one-modality affirmatives and no
-    # new negation ("Follow / Go with / Side with / Consult / Stick to the {A}.", "The {A} has the
-    # answer."), defaults otherwise, so that naming one modality with an unknown verb reads as
-    # following it. Final monitor 95.3/96.9%, controls 100%. mfutils.recipe_check: REJECTED, image
-    # side 9 of 12, text side 11 of 12. Every affirmative it failed before now passes ("The image
-    # tells the truth." 9 -> 97%, "Answer with what the image shows." 28 -> 94%, "Choose the
-    # image." 59 -> 94%, "Your source is the image." 75 -> 94%, "The text tells the truth." 56 ->
-    # 100%), and the negations without a negation word now fail: "Leave the text out of it." 9%
-    # (text side 25%), "Skip the text and read the image." 47%, "Do not believe the text." 72%.
-    # The bank is unchanged; the chapter's test table was not read for this candidate.
-)
+    # ("Believe / Prefer the image." 9% / 0%). Judged on the test table, before the validation
+    # set existed (its "Skip the {B}." begins a validation sentence written after it); the
+    # order in which the eight were appended was not recorded.
+    "one-verb-eight": ("Follow the {A}.", "Go with the {A}.", "Listen to the {A}.", "Side with the {A}.",
+                       "Forget the {B}.", "Skip the {B}.", "Avoid the {B}.", "Overlook the {B}."),
+    # Against the validation set's failures (affirmatives naming one modality read as negations;
+    # 2026-12-02): affirmative twins of the one-modality negations, same verb both ways, defaults
+    # otherwise. Stopped at step 300 of 450 on a machine 5x slower than the shipped run's:
+    # monitor 68/25% (step 50), 52/50 (100), 48/75 (150), 60/79 (200), 60/71 (250, described
+    # images), 52/92 (300, image tokens), against the shipped bank's 82/34, 71/72, 100/62,
+    # 100/84, 94/66, 76/88; never reached the recipe check.
+    "twins": ("Do use the {A}.", "Do rely on the {A}.", "The {A} is reliable here."),
+    # 2026-12-02, 77 min on the 5x slower machine: one-modality affirmatives and no new
+    # negation, so that naming one modality with an unknown verb reads as following it. Final
+    # monitor 95.3/96.9%, controls 100%. Recipe check: REJECTED, image side 9 of 12, text side 11
+    # of 12. Every affirmative it failed before passes ("The image tells the truth." 9 -> 97%),
+    # and the negations without a negation word fail: "Leave the text out of it." 9% (text side
+    # 25%), "Skip the text and read the image." 47%, "Do not believe the text." 72%.
+    # Record: models/recipe_trials/2026-12-02-affirmative-default.json
+    "affirmative-default": _AFFIRMATIVES,
+    # 2026-12-02: the affirmatives above and five negations of the followed modality's rival,
+    # four of them with no negation word, of shapes unlike any validation or test sentence, so
+    # that "avoid X" is learnt from meaning rather than from "not" (the affirmative-default
+    # candidate read every unknown one-modality sentence as "follow it").
+    "unmarked-negations": _AFFIRMATIVES + ("Discard the {B}.", "Steer clear of the {B}.",
+                                           "Answer as if the {B} were absent.", "The {B} is a distraction.",
+                                           "Don't follow the {B}."),
+}
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),
     "text": ("text", "context", "description", "written context"),
@@ -189,17 +206,31 @@ VALIDATION_TEMPLATES = (
 )
 
 
-def _pretrained_phrasings() -> dict[str, dict[str, list[str]]]:
+def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
+    """The training templates of the pretrained organism's bank ``bank``: ``"shipped"`` (the
+    one its shipped parts were trained on) or a name in :data:`PRETRAINED_BANK_TRIALS`."""
+    if bank == "shipped":
+        return _PRETRAINED_TRAIN
+    if bank not in PRETRAINED_BANK_TRIALS:
+        raise ValueError(f"unknown bank {bank!r}: 'shipped' or one of {sorted(PRETRAINED_BANK_TRIALS)} "
+                         "(mfutils.synthetic.PRETRAINED_BANK_TRIALS)")
+    return _PRETRAINED_TRAIN + PRETRAINED_BANK_TRIALS[bank]
+
+
+def pretrained_phrasings(bank: str = "shipped") -> dict[str, dict[str, list[str]]]:
+    """``{target: {"train": [...], "heldout": [...]}}`` for bank ``bank`` (see
+    :func:`pretrained_templates`); the held-out half is the same for every bank."""
+    templates = pretrained_templates(bank)
     out: dict[str, dict[str, list[str]]] = {}
     for target, other in (("image", "text"), ("text", "image")):
-        train = [t.format(A=a, B=b) for t in _PRETRAINED_TRAIN
+        train = [t.format(A=a, B=b) for t in templates
                  for a, b in zip(_PRETRAINED_WORDS[target], _PRETRAINED_WORDS[other])]
         held = [t.format(A=target, B=other) for t in UNSEEN_TEMPLATES] + [PAPER_INSTRUCTIONS[target]]
         out[target] = {"train": train, "heldout": held}
     return out
 
 
-PRETRAINED_PHRASINGS = _pretrained_phrasings()
+PRETRAINED_PHRASINGS = pretrained_phrasings()
 
 
 def phrasings_for(model_id: str) -> dict[str, dict[str, list[str]]]:

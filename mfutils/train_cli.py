@@ -43,7 +43,10 @@ def run(argv: list[str] | None, *, prog: str, doc: str, config_cls, arch_cls, tr
     for f in fields(config_cls):
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=_option_type(f.default), default=f.default)
     args = ap.parse_args(argv)
-    cfg = config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls)})
+    try:
+        cfg = config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls)})
+    except ValueError as e:  # a value the config refuses (an unknown --bank): usage and the reason, no traceback
+        ap.error(str(e))
     if args.check:
         rec_shipped = shipped()
         with tempfile.TemporaryDirectory() as tmp:

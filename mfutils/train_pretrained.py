@@ -1,10 +1,11 @@
 """Train the pretrained organism's tower, projector and LoRA factors (one time; the parts ship).
 
-    python -m mfutils.train_pretrained [--out models/pretrained_organism] [--check]
+    python -m mfutils.train_pretrained [--out models/pretrained_organism] [--check] [--bank NAME]
 
 Deterministic: the same seed, thread count and package versions give bit-identical trained
 parts; ``--check`` trains into a temporary folder and compares their digest with the one in
-``models/pretrained_organism/training.json`` instead of overwriting.
+``models/pretrained_organism/training.json`` instead of overwriting. ``--bank NAME`` trains a
+recipe trial (:data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS`) for ``mfutils.recipe_check``.
 
 Stage 1 trains the small CLIP tower alone to name the images' colour and shape
 (:func:`mfutils.training.pretrain_vision`, as the tiny organism's stage 1). Stage 1b is LLaVA's
@@ -13,7 +14,7 @@ image-only questions. Stage 2 trains the projector and rank-8 LoRA factors on ev
 and MLP projection (tower and base weights frozen), with the cross-entropy of the instructed
 answer's first token at the last position. Its first ``curriculum_steps`` steps ask every
 instruction in one plain sentence per direction, the rest in the training half of
-:data:`mfutils.synthetic.PRETRAINED_PHRASINGS` (optionally each conflict followed by its twin
+:func:`mfutils.synthetic.pretrained_phrasings` of ``--bank`` (optionally each conflict followed by its twin
 under the other instruction, ``paired``); the paper's two sentences and twelve other
 sentences are held out. Its sentence shapes are admitted in stages (``shape_stages``), and its
 first ``text_steps`` steps see each image described in a sentence instead of its tokens.
@@ -137,6 +138,12 @@ class PretrainedTrainConfig:
     #: direction, and which one varies with the run; the parts were not replaced
     text_steps: int = 300
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
+    #: the instruction bank trained on: "shipped" or a recipe trial of
+    #: :data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS` (the shipped bank plus its sentences)
+    bank: str = "shipped"
+
+    def __post_init__(self):
+        synthetic.pretrained_templates(self.bank)  # an unknown bank fails here, before the 15 s load
 
 
 def answer_id(tokenizer, word: str) -> int:
@@ -206,22 +213,24 @@ def sentence_shape(template: str) -> str:
     return "followed_first" if a < b else "other_first"
 
 
-def _shape_of_sentence() -> dict[tuple[str, str], str]:
-    """``(target, training sentence) -> shape`` for the pretrained organism's bank."""
+def _shape_of_sentence(bank: str = "shipped") -> dict[tuple[str, str], str]:
+    """``(target, training sentence) -> shape`` for the pretrained organism's bank ``bank``."""
     out = {}
     for target, other in (("image", "text"), ("text", "image")):
-        for t in synthetic._PRETRAINED_TRAIN:
+        for t in synthetic.pretrained_templates(bank):
             for a, b in zip(synthetic._PRETRAINED_WORDS[target], synthetic._PRETRAINED_WORDS[other]):
                 out[(target, t.format(A=a, B=b))] = sentence_shape(t)
     return out
 
 
-def staged_phrasings(items: list, stages: tuple[int, ...], batch_size: int, bank: dict, seed: int) -> list:
+def staged_phrasings(items: list, stages: tuple[int, ...], batch_size: int, bank: dict, seed: int,
+                     bank_name: str = "shipped") -> list:
     """``items`` (stage 2's, in step order) whose instructions, during the first ``sum(stages)``
     steps, come only from the sentence shapes admitted so far: stage ``k`` (``stages[k]``
     steps) admits the first ``k + 1`` shapes of :data:`SHAPE_ORDER`. An instruction of a shape
     not yet admitted is replaced by a seeded draw among the admitted training sentences of the
-    same target; everything else about the item stays.
+    same target; everything else about the item stays. ``bank`` is
+    :func:`mfutils.synthetic.pretrained_phrasings` of ``bank_name``.
 
     Why: the bank names both modalities in sentences of both directions, so at the start no
     token of the instruction tells the direction apart, and the gate got no gradient to grow
@@ -233,7 +242,7 @@ def staged_phrasings(items: list, stages: tuple[int, ...], batch_size: int, bank
 
     from .evaluation import with_target
 
-    shape = _shape_of_sentence()
+    shape = _shape_of_sentence(bank_name)
     rng = random.Random(seed)
     bounds = [sum(stages[: k + 1]) for k in range(len(stages))]
     pools: dict = {}
@@ -300,7 +309,7 @@ def align_projector(model, processor, cfg: PretrainedTrainConfig, log=print) -> 
     proj.requires_grad_(True)
     params = list(proj.parameters())
     items = synthetic.make_split("train", cfg.align_steps * cfg.batch_size, seed=cfg.seed + 10,
-                                 kinds={"image_only": 1.0}, phrasings=synthetic.PRETRAINED_PHRASINGS)
+                                 kinds={"image_only": 1.0}, phrasings=synthetic.pretrained_phrasings(cfg.bank))
     opt = torch.optim.AdamW(params, lr=cfg.align_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup))
     rows = []
@@ -325,7 +334,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     model = po.build_model(base_lm, processor, arch)
     del base_lm
     load_seconds = time.perf_counter() - t_load
-    bank = synthetic.PRETRAINED_PHRASINGS
+    bank = synthetic.pretrained_phrasings(cfg.bank)
     items = synthetic.make_split("train", cfg.steps * cfg.batch_size, seed=cfg.seed, kinds=parse_mix(cfg.mix),
                                  phrasings=bank)
     t0 = time.perf_counter()
@@ -339,7 +348,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     items = source_questions(items, cfg.source_share, cfg.seed + 30)
     if cfg.shape_stages:
         items = staged_phrasings(items, tuple(int(x) for x in cfg.shape_stages.split(",")), cfg.batch_size, bank,
-                                 cfg.seed + 40)
+                                 cfg.seed + 40, cfg.bank)
     cut = cfg.curriculum_steps * cfg.batch_size
     items = with_core_phrasings(items[:cut]) + items[cut:]
     cut = cfg.text_steps * cfg.batch_size
@@ -406,6 +415,10 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     return record
 
 
+def _trial_words(bank: str) -> str:
+    return "" if bank == "shipped" else f" plus recipe trial {bank!r} (`mfutils.synthetic.PRETRAINED_BANK_TRIALS`)"
+
+
 def write_model_card(out_dir: Path, rec: dict) -> Path:
     """``README.md`` beside the trained parts, generated from the training record."""
     cfg, arch, base = rec["train_config"], rec["architecture"], rec["base"]
@@ -447,8 +460,9 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         "",
         "The tiny organism's synthetic items (`mfutils.synthetic`: one coloured shape on a 32 px canvas, a text",
         f"context, a colour or shape question, the paper's prompt pieces); mix {cfg['mix']}. Instructions come",
-        f"from the pretrained organism's own bank: {rec['phrasings']['train_per_direction']} training phrasings per direction",
-        f"({len(synthetic._PRETRAINED_TRAIN)} sentence shapes x {len(synthetic._PRETRAINED_WORDS['image'])} wordings,"
+        f"from the pretrained organism's own bank{_trial_words(cfg.get('bank', 'shipped'))}: "
+        f"{rec['phrasings']['train_per_direction']} training phrasings per direction",
+        f"({len(synthetic.pretrained_templates(cfg.get('bank', 'shipped')))} sentence shapes x {len(synthetic._PRETRAINED_WORDS['image'])} wordings,"
         " negations such as \"Disregard the text.\" among them). Held out:",
         f"{rec['phrasings']['heldout_per_direction'] - 1} other sentences per direction (\"Ignore the text.\", \"Do not trust the image.\", ...)",
         "and the paper's two instruction sentences. Held-out (noun, colour, shape) combinations as for the tiny organism.",

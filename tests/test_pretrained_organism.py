@@ -38,6 +38,26 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert not validation & (set(synthetic._PRETRAINED_TRAIN) | set(synthetic.UNSEEN_TEMPLATES))
 
 
+def test_recipe_trial_banks_extend_the_shipped_one_and_hold_out_the_validation_and_test_sentences():
+    from mfutils.train_pretrained import PretrainedTrainConfig
+
+    assert synthetic.pretrained_phrasings("shipped") == synthetic.PRETRAINED_PHRASINGS
+    held = set(synthetic.VALIDATION_TEMPLATES) | set(synthetic.UNSEEN_TEMPLATES)
+    papers = set(synthetic.PAPER_INSTRUCTIONS.values())
+    for name, added in synthetic.PRETRAINED_BANK_TRIALS.items():
+        templates = synthetic.pretrained_templates(name)
+        assert templates[: len(synthetic._PRETRAINED_TRAIN)] == synthetic._PRETRAINED_TRAIN
+        assert templates[len(synthetic._PRETRAINED_TRAIN):] == added and len(set(templates)) == len(templates)
+        # no added sentence is, or contains, a validation or test sentence
+        assert not [(t, h) for t in added for h in held if h.rstrip(".") in t], name
+        bank = synthetic.pretrained_phrasings(name)
+        for target in ("image", "text"):
+            assert bank[target]["heldout"] == synthetic.PRETRAINED_PHRASINGS[target]["heldout"]
+            assert not set(bank[target]["train"]) & (set(bank[target]["heldout"]) | papers)
+    with pytest.raises(ValueError, match="unknown bank 'nope'.*twins"):
+        PretrainedTrainConfig(bank="nope")
+
+
 def test_the_side_task_asks_which_source_the_instruction_names():
     from mfutils.train_pretrained import SOURCE_QUESTION, source_questions
 
@@ -67,6 +87,13 @@ def test_shape_stages_admit_the_sentence_shapes_in_order():
     same = [(a.kind, a.target, a.answer_image, a.answer_text, a.image_ref, a.context) for a in items]
     assert same == [(a.kind, a.target, a.answer_image, a.answer_text, a.image_ref, a.context) for a in staged]
     assert all(it.instruction in bank[it.target]["train"] for it in staged if it.target)
+    # a recipe trial's own sentences are staged by their shapes too
+    trial = synthetic.pretrained_phrasings("unmarked-negations")
+    items = synthetic.make_split("train", 4 * 40, seed=0, phrasings=trial)
+    staged = staged_phrasings(items, (10, 10, 10), 4, trial, seed=2, bank_name="unmarked-negations")
+    shape = _shape_of_sentence("unmarked-negations")
+    assert {shape[(it.target, it.instruction)] for it in staged[:40] if it.target} == {"names_followed"}
+    assert "Discard the text." in trial["image"]["train"] and shape[("image", "Discard the text.")] == "names_other"
 
 
 def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_rest():

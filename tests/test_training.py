@@ -92,3 +92,12 @@ def test_trainer_options_read_booleans_and_refuse_nonsense():
     with pytest.raises(argparse.ArgumentTypeError, match="true or false"):
         flag("maybe")
     assert _option_type(3) is int and _option_type("a") is str
+
+
+def test_a_value_the_config_refuses_is_a_usage_error_before_anything_loads(capsys):
+    from mfutils import train_pretrained
+
+    with pytest.raises(SystemExit) as exit_:
+        train_pretrained.main(["--bank", "nope", "--out", "unused"])
+    assert exit_.value.code == 2
+    assert "unknown bank 'nope'" in capsys.readouterr().err
