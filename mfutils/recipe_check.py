@@ -1,6 +1,6 @@
 """Judge a candidate training of the pretrained organism before it replaces the shipped parts.
 
-    python -m mfutils.recipe_check [--parts DIR]
+    python -m mfutils.recipe_check [--parts DIR] [--record models/recipe_trials/DATE-BANK.json]
 
 Chapter 00's unseen-sentence table is a test set: a recipe changed to fix its failures must be
 judged elsewhere first, or the table only measures how well the recipe was fitted to it. This
@@ -11,7 +11,9 @@ applies :func:`accepts`, whose thresholds are chapter 00's behaviour targets (:m
 the validation sentences in place of the test ones, and the training record's final monitor
 (every group, the consistent ones included) in place of the chapter's held-out sets; the paper's
 two sentences are left to the chapter. Only a candidate it accepts is shipped; chapter 00's table
-is then read once, whatever it shows.
+is then read once, whatever it shows. ``--record PATH`` writes the trial's record (bank, training
+configuration and curve, final monitor, verdict, validation table) from the folder's
+``training.json`` and this run, for ``models/recipe_trials/``; it never replaces a record.
 """
 
 from __future__ import annotations
@@ -48,6 +50,33 @@ def accepts(final_eval: dict[str, float], validation: pd.DataFrame) -> tuple[boo
     return ok, lines
 
 
+def trial_record(training: dict, validation: pd.DataFrame, accepted: bool, lines: list[str], date: str) -> dict:
+    """A recipe trial's record: ``training`` (the candidate's ``training.json``) with the check's
+    verdict, criterion ``lines`` and ``validation`` table (one row per sentence: direction,
+    instruction, n, following_ratio, ci_low, ci_high)."""
+    from . import synthetic
+
+    cfg = training["train_config"]
+    bank = cfg.get("bank", "shipped")
+    return {
+        "trial": bank,
+        "date": date,
+        "bank_change": {"added_to": "mfutils.synthetic._PRETRAINED_TRAIN (appended; mfutils.synthetic.PRETRAINED_BANK_TRIALS)",
+                        "sentences": list(synthetic.PRETRAINED_BANK_TRIALS.get(bank, ()))},
+        "train_config": cfg,
+        "seconds": training["seconds"],
+        "machine": training["machine"],
+        "parts_sha256": training["parts_sha256"],
+        "curve_evals": [r for r in training["curve"] if "eval" in r],
+        "final_eval": training["final_eval"],
+        "recipe_check": {"accepted": accepted, "criteria": lines,
+                         "validation": validation[["direction", "instruction", "n", "following_ratio", "ci_low",
+                                                   "ci_high"]].to_dict("records")},
+        "reproduce": f"python -m mfutils.train_pretrained --bank {bank} --out DIR, then "
+                     "python -m mfutils.recipe_check --parts DIR",
+    }
+
+
 def validation_table(num_threads: int = 2) -> pd.DataFrame:
     """:func:`mfutils.behaviour.unseen_phrasings` on the validation sentences, for the parts in
     :func:`mfutils.pretrained_organism.pretrained_dir`, at chapter 00's defaults."""
@@ -67,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="", help="a trained-parts folder (train_pretrained --out); default: the shipped one")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--record", default="", help="write the trial's record here (JSON; refused if it exists)")
     args = ap.parse_args(argv)
+    if args.record and Path(args.record).exists():
+        # checked before the minutes of validation: a record is evidence, never overwritten
+        print(f"recipe_check: --record {args.record} exists; give a new path", file=sys.stderr)
+        return 2
     if args.parts:
         from .pretrained_organism import PARTS_FILE
 
@@ -88,6 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     print("ACCEPTED" if ok else "REJECTED")
     print(json.dumps({"accepted": ok, "validation": table[["direction", "instruction", "following_ratio"]].to_dict("records")}))
+    if args.record:
+        import datetime as dt
+
+        rec = trial_record(record(), table, ok, lines, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"))
+        out = Path(args.record)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".partial")
+        tmp.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+        tmp.rename(out)
+        print(f"record written to {out}")
     return 0 if ok else 1
 
 

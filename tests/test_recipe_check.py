@@ -46,3 +46,30 @@ def test_a_parts_folder_without_a_training_in_it_is_refused_by_name(tmp_path, ca
     import os
 
     assert "MFUTILS_PRETRAINED_DIR" not in os.environ  # nothing was switched over to the missing folder
+
+
+def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, capsys, monkeypatch):
+    import json
+
+    from mfutils import recipe_check, synthetic
+
+    training = {"train_config": {"seed": 0, "bank": "twins"}, "seconds": {"total": 1.0}, "machine": {"python": "3.11"},
+                "parts_sha256": "ab", "curve": [{"step": 0, "loss": 1.0}, {"step": 50, "eval": {"conflict/image": 0.5}}],
+                "final_eval": {"items": 8, "accuracy": {"conflict/image": 0.9}}}
+    table = _validation(11, 9).assign(instruction="x", n=32, ci_low=0.0, ci_high=1.0)
+    ok, lines = accepts(training["final_eval"]["accuracy"], table)
+    rec = recipe_check.trial_record(training, table, ok, lines, "2026-12-02")
+    assert rec["trial"] == "twins" and rec["bank_change"]["sentences"] == list(synthetic.PRETRAINED_BANK_TRIALS["twins"])
+    assert rec["curve_evals"] == [training["curve"][1]] and rec["recipe_check"]["accepted"] is False
+    assert len(rec["recipe_check"]["validation"]) == 24 and "--bank twins" in rec["reproduce"]
+    json.dumps(rec)  # serialisable as it stands
+    # an existing record is refused before anything is loaded or run
+    parts = tmp_path / "cand"
+    parts.mkdir()
+    for name in (po.PARTS_FILE, "training.json"):
+        (parts / name).write_text("")
+    existing = tmp_path / "r.json"
+    existing.write_text("{}")
+    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
+    assert recipe_check.main(["--parts", str(parts), "--record", str(existing)]) == 2
+    assert "exists" in capsys.readouterr().err and existing.read_text() == "{}"
