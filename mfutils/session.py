@@ -64,6 +64,32 @@ def start(spec: RunSpec) -> Session:
     return Session(spec, bundle, writer)
 
 
+def description_table(desc: dict) -> "pd.DataFrame":
+    """:func:`describe`'s dict as a short two-column table for the page (``setting``, ``value``):
+    the model with its attention shape in one line, the data in another; keys it does not know
+    (a family's extras) keep a row each, so nothing is dropped."""
+    import pandas as pd
+
+    d = dict(desc)
+    rows = [("chapter", d.pop("chapter", "—"))]
+    model, family = d.pop("model", "—"), d.pop("family", None)
+    rows.append(("model", model if family in (None, model) else f"{model} ({family} family)"))
+    if {"n_layers", "n_heads"} <= d.keys():
+        L, H, kv, hd = d.pop("n_layers"), d.pop("n_heads"), d.pop("n_kv_heads", None), d.pop("head_dim", None)
+        total = d.pop("total_heads", L * H)
+        shape = f"{L} layers × {H} heads = {total} heads"
+        extra = [f"{kv} key/value heads" if kv not in (None, H) else "", f"head size {hd}" if hd else ""]
+        rows.append(("attention", shape + "".join(f"; {e}" for e in extra if e)))
+    data = d.pop("data", "—")
+    n, seed = d.pop("n_samples", None), d.pop("seed", None)
+    rows.append(("data", f"{data}, {n} samples, seed {seed}" if n is not None else str(data)))
+    results = d.pop("results", None)
+    rows += [(k, v) for k, v in d.items()]
+    if results is not None:
+        rows.append(("results", results))
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
 def describe(session: Session) -> dict:
     """A short, printable description of the run (no absolute paths, no times)."""
     s = session.spec
