@@ -44,6 +44,10 @@ def conditions(spec: BehaviourSpec) -> dict[str, list]:
     return {"paper items": items}
 
 
+#: how :func:`run` names a condition's single-modality controls derived from its conflict items
+DERIVED_SUFFIX = " (derived controls)"
+
+
 def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
     """Readouts and summaries for every condition; returns named tables."""
     rows, summaries = [], []
@@ -54,9 +58,9 @@ def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
         conflicts = [it for it in items if it.kind == "conflict"]
         if conflicts:
             kept, controls = control_filter(bundle, conflicts, spec.batch_size)
-            c = controls.assign(condition=name + " (derived controls)")
+            c = controls.assign(condition=name + DERIVED_SUFFIX)
             rows.append(c)
-            summaries.append(summarize(c, spec.n_boot, spec.seed).assign(condition=name + " (derived controls)"))
+            summaries.append(summarize(c, spec.n_boot, spec.seed).assign(condition=name + DERIVED_SUFFIX))
             summaries.append(pd.DataFrame([{
                 "kind": "filter", "target": "-", "n": len(conflicts), "following_ratio": len(kept) / len(conflicts),
                 "ci_low": float("nan"), "ci_high": float("nan"), "competitor_share": float("nan"),
@@ -132,9 +136,15 @@ FIGURE_KINDS = ("conflict", "consistent", "image_only", "text_only")
 
 def figure_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary rows chapter 0's bar chart shows, bottom to top for ``barh``, with a
-    ``label`` ("condition · kind → target") and a ``hue`` (the modality the answer must come from)."""
+    ``label`` ("condition · kind → target"), a ``group`` (the condition, its derived controls
+    included) and a ``short`` label within it ("conflict → image", "image-only, derived"), and
+    a ``hue`` (the modality the answer must come from)."""
     d = summary[summary["kind"].isin(FIGURE_KINDS)].copy()
-    d["label"] = d["condition"] + " · " + d["kind"].str.replace("_", "-") + d["target"].map(lambda t: "" if t == "-" else f" → {t}")
+    what = d["kind"].str.replace("_", "-") + d["target"].map(lambda t: "" if t == "-" else f" → {t}")
+    d["label"] = d["condition"] + " · " + what
+    derived = d["condition"].str.endswith(DERIVED_SUFFIX)
+    d["group"] = d["condition"].str.removesuffix(DERIVED_SUFFIX)
+    d["short"] = what + derived.map({True: ", derived", False: ""})
     d["hue"] = d["target"].where(d["target"] != "-", d["kind"].str.replace("_only", ""))
     d["order"] = d["kind"].map(FIGURE_KINDS.index)
     return d.sort_values(["condition", "order", "target"], kind="stable").iloc[::-1].drop(columns="order").reset_index(drop=True)

@@ -99,14 +99,36 @@ def hbar_with_ci(ax, table: pd.DataFrame, label: str, value: str = "following_ra
     for i, v in enumerate(table[value]):
         if pd.isna(v):
             continue
-        inside = v > 0.8  # near the right edge the label goes inside the bar
-        ax.text(v - 0.02 if inside else max(v, float(table["ci_high"].iloc[i])) + 0.015, i, f"{v:.0%}",
+        inside = v > 0.8  # near the right edge the label goes inside the bar, left of its error bar
+        lo, hi = (v if pd.isna(x) else float(x) for x in (table["ci_low"].iloc[i], table["ci_high"].iloc[i]))
+        ax.text(min(v, lo) - 0.02 if inside else max(v, hi) + 0.015, i, f"{v:.0%}",
                 va="center", ha="right" if inside else "left", color="white" if inside else "black",
                 fontsize=MIN_FONT_PT)
     ax.set_yticks(list(y))
     ax.set_yticklabels(table[label].astype(str).tolist())
     ax.set_xlabel(xlabel or value)
     return ax
+
+
+def hbar_panels(table: pd.DataFrame, group: str, label: str, value: str = "following_ratio", hue: str | None = None,
+                xlabel: str = "", title: str = "", xlim: tuple[float, float] = (0, 1.02)):
+    """:func:`hbar_with_ci` in one panel per ``group`` (stacked, a shared x axis, each titled by
+    its group), so that each bar's label is only what differs within its group. ``table`` is
+    bottom to top, as for ``barh``; the group seen last is the top panel. Returns the figure."""
+    groups = list(dict.fromkeys(table[group]))[::-1]
+    sizes = [int((table[group] == g).sum()) for g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH, 0.3 * sum(sizes) + 0.42 * len(groups) + 0.9), sharex=True,
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False)
+    for ax, g in zip(axes[:, 0], groups):
+        hbar_with_ci(ax, table[table[group] == g].reset_index(drop=True), label, value, hue)
+        ax.set_xlabel("")
+        ax.set_title(str(g), loc="left")
+    axes[-1, 0].set_xlabel(xlabel or value)
+    axes[-1, 0].set_xlim(*xlim)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def scale_of(values) -> float:

@@ -53,3 +53,27 @@ def test_normalised_curves_share_one_zero_and_say_their_factor():
     n = plotting.normalised(d, "value", ["ci_low", "ci_high"])
     assert n["value"].tolist() == [0.0, -0.25, -1.0] and n.attrs["scale"] == 4.0 and n["ci_low"].iloc[-1] == -1.25
     assert plotting.scale_of([float("nan"), 0.0]) == 1.0 and plotting.scale_of([-3, 2]) == 3.0
+
+
+def test_chapter0s_bars_are_grouped_by_condition_with_short_labels():
+    import pandas as pd
+
+    from mfutils import behaviour
+
+    rows = []
+    for cond in ("held-out combinations", "paper instructions"):
+        rows += [{"condition": cond, "kind": "conflict", "target": t} for t in ("image", "text")]
+        rows += [{"condition": cond + behaviour.DERIVED_SUFFIX, "kind": f"{m}_only", "target": "-"} for m in ("image", "text")]
+        rows.append({"condition": cond + " (kept by control filter)", "kind": "filter", "target": "-"})
+    summary = pd.DataFrame(rows).assign(n=10, following_ratio=0.9, ci_low=0.7, ci_high=1.0)
+    d = behaviour.figure_rows(summary)
+    assert len(d) == 8 and set(d["group"]) == {"held-out combinations", "paper instructions"}
+    top = d.iloc[::-1]  # barh draws bottom to top
+    assert top["short"].tolist()[:4] == ["conflict → image", "conflict → text", "image-only, derived", "text-only, derived"]
+    assert top["hue"].tolist()[:4] == ["image", "text", "image", "text"]
+    fig = plotting.hbar_panels(d, group="group", label="short", hue="hue", title="t")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in panels] == ["held-out combinations", "paper instructions"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == d[d["group"] == "held-out combinations"]["short"].tolist()
+    plotting.check_readable(fig)
+    plt.close(fig)
