@@ -10,7 +10,8 @@ chapter's own conflicts (its defaults: 256 samples, so 32 conflicts per sentence
 applies :func:`accepts`, whose thresholds are chapter 00's behaviour targets (:mod:`mfutils.rules`):
 the validation sentences in place of the test ones, and the training record's final monitor
 (every group, the consistent ones included) in place of the chapter's held-out sets; the paper's
-two sentences are left to the chapter. Only a candidate it accepts is shipped; chapter 00's table
+two sentences are left to the chapter. A candidate whose final monitor misses its target is
+rejected without reading the validation sentences. Only a candidate it accepts is shipped; chapter 00's table
 is then read once, whatever it shows. ``--record PATH`` writes the trial's record (bank, training
 configuration and curve, final monitor, verdict, validation table) from the folder's
 ``training.json`` and this run, for ``models/recipe_trials/``; it never replaces a record.
@@ -29,17 +30,23 @@ import pandas as pd
 from .rules import MIN_PHRASINGS_MET, TARGET_HELDOUT, TARGET_PHRASING
 
 
-def accepts(final_eval: dict[str, float], validation: pd.DataFrame) -> tuple[bool, list[str]]:
-    """The rule, fixed before any candidate was read: every group of the training record's
-    final monitor (``group -> accuracy``) at least :data:`~mfutils.rules.TARGET_HELDOUT`, and
-    per direction at least :data:`~mfutils.rules.MIN_PHRASINGS_MET` validation sentences
-    followed at least :data:`~mfutils.rules.TARGET_PHRASING` of the time. Returns the verdict
-    and one line per criterion."""
+def monitor_met(final_eval: dict[str, float]) -> tuple[bool, list[str]]:
+    """The rule's first half: every group of the training record's final monitor (``group ->
+    accuracy``) at least :data:`~mfutils.rules.TARGET_HELDOUT`. Returns it and one line per group."""
     lines, ok = [], True
     for group, acc in final_eval.items():
         met = acc >= TARGET_HELDOUT
         ok &= met
         lines.append(f"monitor {group}: {acc:.1%} (≥ {TARGET_HELDOUT:.0%}: {'met' if met else 'NOT met'})")
+    return ok, lines
+
+
+def accepts(final_eval: dict[str, float], validation: pd.DataFrame) -> tuple[bool, list[str]]:
+    """The rule, fixed before any candidate was read: :func:`monitor_met`, and per direction at
+    least :data:`~mfutils.rules.MIN_PHRASINGS_MET` validation sentences followed at least
+    :data:`~mfutils.rules.TARGET_PHRASING` of the time. Returns the verdict and one line per
+    criterion."""
+    ok, lines = monitor_met(final_eval)
     for direction in ("image", "text"):
         rows = validation[validation["direction"] == direction]
         n = int((rows["following_ratio"] >= TARGET_PHRASING).sum())
@@ -50,10 +57,10 @@ def accepts(final_eval: dict[str, float], validation: pd.DataFrame) -> tuple[boo
     return ok, lines
 
 
-def trial_record(training: dict, validation: pd.DataFrame, accepted: bool, lines: list[str], date: str) -> dict:
+def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool, lines: list[str], date: str) -> dict:
     """A recipe trial's record: ``training`` (the candidate's ``training.json``) with the check's
     verdict, criterion ``lines`` and ``validation`` table (one row per sentence: direction,
-    instruction, n, following_ratio, ci_low, ci_high)."""
+    instruction, n, following_ratio, ci_low, ci_high; None: not read, the monitor rejected it)."""
     from . import synthetic
 
     cfg = training["train_config"]
@@ -70,8 +77,9 @@ def trial_record(training: dict, validation: pd.DataFrame, accepted: bool, lines
         "curve_evals": [r for r in training["curve"] if "eval" in r],
         "final_eval": training["final_eval"],
         "recipe_check": {"accepted": accepted, "criteria": lines,
-                         "validation": validation[["direction", "instruction", "n", "following_ratio", "ci_low",
-                                                   "ci_high"]].to_dict("records")},
+                         "validation_read": validation is not None,
+                         "validation": None if validation is None else validation[
+                             ["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]].to_dict("records")},
         "reproduce": f"python -m mfutils.train_pretrained --bank {bank} --out DIR, then "
                      "python -m mfutils.recipe_check --parts DIR",
     }
@@ -115,13 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MFUTILS_PRETRAINED_DIR"] = str(Path(args.parts).resolve())
     from .pretrained_organism import record
 
-    table = validation_table(args.threads)
-    with pd.option_context("display.width", 120, "display.max_colwidth", 60):
-        print(table[["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]].to_string(index=False))
-    ok, lines = accepts(record()["final_eval"]["accuracy"], table)
+    final = record()["final_eval"]["accuracy"]
+    table = None
+    ok, lines = monitor_met(final)
+    if ok:
+        table = validation_table(args.threads)
+        with pd.option_context("display.width", 120, "display.max_colwidth", 60):
+            print(table[["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]].to_string(index=False))
+        ok, lines = accepts(final, table)
+    else:
+        # each reading spends some of the validation set's independence: none for a candidate the monitor refuses
+        lines.append("validation sentences not read: the final monitor already rejects this candidate")
     print("\n".join(lines))
     print("ACCEPTED" if ok else "REJECTED")
-    print(json.dumps({"accepted": ok, "validation": table[["direction", "instruction", "following_ratio"]].to_dict("records")}))
+    print(json.dumps({"accepted": ok, "validation": None if table is None else
+                      table[["direction", "instruction", "following_ratio"]].to_dict("records")}))
     if args.record:
         import datetime as dt
 

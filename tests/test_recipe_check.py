@@ -73,3 +73,31 @@ def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, c
     monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
     assert recipe_check.main(["--parts", str(parts), "--record", str(existing)]) == 2
     assert "exists" in capsys.readouterr().err and existing.read_text() == "{}"
+
+
+def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validation_sentences(tmp_path, capsys, monkeypatch):
+    import json
+
+    from mfutils import recipe_check
+
+    parts = tmp_path / "cand"
+    parts.mkdir()
+    (parts / po.PARTS_FILE).write_text("")
+    training = {"train_config": {"seed": 0, "bank": "twins"}, "seconds": {"total": 1.0}, "machine": {},
+                "parts_sha256": "ab", "curve": [], "final_eval": {"items": 8, "accuracy": {"conflict/image": 0.94,
+                                                                                           "conflict/text": 1.0}}}
+    (parts / "training.json").write_text(json.dumps(training))
+
+    def never(*_):
+        raise AssertionError("the validation sentences were read")
+
+    monkeypatch.setattr(recipe_check, "validation_table", never)
+    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
+    monkeypatch.setattr(po, "pretrained_dir", _PRETRAINED_DIR)  # the env override, not the session's parts
+    out = tmp_path / "trials" / "r.json"
+    assert recipe_check.main(["--parts", str(parts), "--record", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "conflict/image: 94.0%" in text and "not read" in text and "REJECTED" in text
+    rec = json.loads(out.read_text())
+    assert rec["recipe_check"]["validation_read"] is False and rec["recipe_check"]["validation"] is None
+    assert rec["trial"] == "twins" and not rec["recipe_check"]["accepted"]
