@@ -154,7 +154,12 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # 2026-12-02: the affirmatives above and five negations of the followed modality's rival,
     # four of them with no negation word, of shapes unlike any validation or test sentence, so
     # that "avoid X" is learnt from meaning rather than from "not" (the affirmative-default
-    # candidate read every unknown one-modality sentence as "follow it").
+    # candidate read every unknown one-modality sentence as "follow it"). Trained 2026-12-02 (73
+    # min on the 5x slower machine): monitor 64/41% (step 50), 23/70 (100), 45/56 (150), 68/48
+    # (200), 36/44 (250, consistent/image 43%, after the negations were admitted at 220), 55/81
+    # (300, image tokens), 41/78 (350), 86/89 (400); final monitor 95.2/95.5%, image-only 89.5%.
+    # Recipe check: REJECTED on the monitor, validation not read.
+    # Record: models/recipe_trials/2026-12-02-unmarked-negations.json
     "unmarked-negations": _AFFIRMATIVES + ("Discard the {B}.", "Steer clear of the {B}.",
                                            "Answer as if the {B} were absent.", "The {B} is a distraction.",
                                            "Don't follow the {B}."),
