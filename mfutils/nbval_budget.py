@@ -11,7 +11,7 @@ would land.
 
 So each notebook is re-executed by its own nbval run, cheapest first (by its execution time in
 ``book/_timings.json``), and before each one its time on this machine is predicted from the
-pace observed so far (:func:`predict`). Where the notebook's record carries the matrix-product
+pace observed so far (:func:`predict`, among notebooks read the same way). Where the notebook's record carries the matrix-product
 probe of the machine that executed it (:mod:`mfutils.machine`, recorded by the runner since
 2026-12-02), its time is first scaled by that probe over this machine's, so that a book whose
 chapters were executed on different machines is still predicted chapter by chapter. A notebook
@@ -85,11 +85,17 @@ def scaled_seconds(notebook: Path, timings: list[dict], here_gflops: float | Non
     return float(e["seconds"]) * float(rec) / float(here_gflops)
 
 
-def predict(expected_s: float, done: list[Outcome]) -> float:
+def predict(expected_s: float, done: list[Outcome], scaled: bool = False) -> float:
     """This machine's time for a notebook expected at ``expected_s`` (recorded, scaled by the
     probes where known): x the pace (seconds taken per second expected) of the notebooks run so
-    far that are long enough to measure it, :data:`FIRST_PACE` before any."""
-    timed = [o for o in done if o.seconds is not None and o.recorded_s >= PACE_MIN_SECONDS]
+    far that are long enough to measure it, :data:`FIRST_PACE` before any.
+
+    A ``scaled`` expectation (through the probes) is paced only by scaled ones, an unscaled one
+    only by unscaled ones: the pace of a record from an unknown machine holds that machine's
+    speed, which a probe-scaled expectation has already taken out (applying it twice predicted
+    chapter 0, re-executed on this very machine, at six times its time)."""
+    timed = [o for o in done if o.seconds is not None and o.recorded_s >= PACE_MIN_SECONDS
+             and (o.scaled_s is not None) == scaled]
     pace = sum(o.seconds for o in timed) / sum(o.expected_s for o in timed) if timed else FIRST_PACE
     return expected_s * pace
 
@@ -119,7 +125,7 @@ def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args:
     done: list[Outcome] = []
     for out in plan(notebooks, timings, budget_s, here_gflops):
         nb = Path(out.notebook)
-        out.predicted_s = predict(out.expected_s, done)
+        out.predicted_s = predict(out.expected_s, done, scaled=out.scaled_s is not None)
         left = budget_s - (clock() - start)
         if budget_s and out.predicted_s > left:
             print(f"nbval {nb}: not re-executed, predicted {_minutes(out.predicted_s)} on this machine "

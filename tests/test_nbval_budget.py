@@ -119,3 +119,18 @@ def test_the_machine_probe_is_measured_once_and_the_cpu_is_named():
 
     assert machine.matmul_gflops() > 0 and machine.matmul_gflops() == machine.matmul_gflops()  # measured once
     assert machine.cpu_model()
+
+
+def test_a_probed_record_is_not_paced_by_records_from_an_unknown_machine():
+    # chapter 0 was re-executed on this machine (probe 20, 500 s); chapter 3 and index were
+    # executed on an unknown machine six times faster: chapter 3 takes 6 x its 200 s here
+    timings = [{**t, "seconds": 500.0, "environment": {"matmul_gflops": 20.0}} if t["chapter"] == "00_behaviour" else t
+               for t in TIMINGS if t["chapter"] != "01_shallow_routing"]
+    book = [b for b in BOOK if "01_" not in str(b)]
+    m = Machine(pace=6.0, takes={"00_behaviour": 500.0})
+    out = {Path(o.notebook).stem: o for o in nb.run(book, timings, budget_s=2000, nbval_args=[], run_one=m.run_one,
+                                                    clock=m.clock, here_gflops=20.0)}
+    assert m.ran == ["index", "03_mlp_inertia", "00_behaviour"]
+    assert out["03_mlp_inertia"].seconds == 1200.0
+    # predicted at its 500 probe-scaled seconds x the pace of probed records (none yet: 1), not x 6
+    assert out["00_behaviour"].predicted_s == 500.0 and out["00_behaviour"].status == "passed"
