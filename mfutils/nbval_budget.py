@@ -10,15 +10,16 @@ whatever 2-core machine the session had, and these differ by a factor of five: o
 would land.
 
 So each notebook is re-executed by its own nbval run, cheapest first (by its execution time in
-``book/_timings.json``), and before each one its time on this machine is predicted from the
-pace observed so far (:func:`predict`, among notebooks read the same way). Where the notebook's record carries the matrix-product
-probe of the machine that executed it (:mod:`mfutils.machine`, recorded by the runner since
-2026-12-02), its time is first scaled by that probe over this machine's, so that a book whose
-chapters were executed on different machines is still predicted chapter by chapter. A notebook
-whose prediction does not fit the budget left is not re-executed, and the summary names it,
-with its prediction, beside those that passed or failed. On a machine as fast as the one that executed the book every notebook fits. ``--budget-min
-0`` (``make test-full``) re-executes every notebook whatever it costs. A notebook that fails
-fails the run; one left out never counts as passed.
+``book/_timings.json``), and before each one its time on this machine is predicted from the pace
+observed so far among notebooks read the same way (:func:`predict`). Where the notebook's record
+carries the matrix-product probe of the machine that executed it (:mod:`mfutils.machine`,
+recorded by the runner since 2026-12-02), its time is first scaled by that probe over this
+machine's, so that a book whose chapters were executed on different machines is still predicted
+chapter by chapter. A notebook whose prediction does not fit the budget left is not re-executed,
+and the summary names it, with its prediction, beside those that passed or failed. On a machine
+as fast as the one that executed the book every notebook fits. ``--budget-min 0``
+(``make test-full``) re-executes every notebook whatever it costs. A notebook that fails fails
+the run; one left out never counts as passed.
 
 Every notebook given needs a recorded time when there is a budget: the runner records one
 whenever it executes a notebook, so a notebook without one was not executed by it, and a budget

@@ -30,6 +30,10 @@ import pandas as pd
 from .rules import MIN_PHRASINGS_MET, TARGET_HELDOUT, TARGET_PHRASING
 
 
+#: the validation table's columns the check prints and a trial's record keeps
+VALIDATION_COLUMNS = ["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]
+
+
 def monitor_met(final_eval: dict[str, float]) -> tuple[bool, list[str]]:
     """The rule's first half: every group of the training record's final monitor (``group ->
     accuracy``) at least :data:`~mfutils.rules.TARGET_HELDOUT`. Returns it and one line per group."""
@@ -78,8 +82,7 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
         "final_eval": training["final_eval"],
         "recipe_check": {"accepted": accepted, "criteria": lines,
                          "validation_read": validation is not None,
-                         "validation": None if validation is None else validation[
-                             ["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]].to_dict("records")},
+                         "validation": None if validation is None else validation[VALIDATION_COLUMNS].to_dict("records")},
         "reproduce": f"python -m mfutils.train_pretrained --bank {bank} --out DIR, then "
                      "python -m mfutils.recipe_check --parts DIR",
     }
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if ok:
         table = validation_table(args.threads)
         with pd.option_context("display.width", 120, "display.max_colwidth", 60):
-            print(table[["direction", "instruction", "n", "following_ratio", "ci_low", "ci_high"]].to_string(index=False))
+            print(table[VALIDATION_COLUMNS].to_string(index=False))
         ok, lines = accepts(final, table)
     else:
         # each reading spends some of the validation set's independence: none for a candidate the monitor refuses

@@ -92,7 +92,9 @@ def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validatio
         raise AssertionError("the validation sentences were read")
 
     monkeypatch.setattr(recipe_check, "validation_table", never)
-    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
+    # main sets the override itself: set then delete it here, so that teardown removes main's value too
+    monkeypatch.setenv("MFUTILS_PRETRAINED_DIR", "unused")
+    monkeypatch.delenv("MFUTILS_PRETRAINED_DIR")
     monkeypatch.setattr(po, "pretrained_dir", _PRETRAINED_DIR)  # the env override, not the session's parts
     out = tmp_path / "trials" / "r.json"
     assert recipe_check.main(["--parts", str(parts), "--record", str(out)]) == 1
@@ -101,3 +103,9 @@ def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validatio
     rec = json.loads(out.read_text())
     assert rec["recipe_check"]["validation_read"] is False and rec["recipe_check"]["validation"] is None
     assert rec["trial"] == "twins" and not rec["recipe_check"]["accepted"]
+
+
+def test_the_checks_leave_the_parts_override_as_they_found_it():
+    import os
+
+    assert "MFUTILS_PRETRAINED_DIR" not in os.environ
