@@ -9,9 +9,10 @@ whatever 2-core machine the session had, and these differ by a factor of five: o
 (measured 2026-12-02), so the whole book would take about 2.5 hours, past CI's limit, and nothing
 would land.
 
-So each notebook is re-executed by its own nbval run, cheapest first (by its execution time in
-``book/_timings.json``), and before each one its time on this machine is predicted from the pace
-observed so far among notebooks read the same way (:func:`predict`). Where the notebook's record
+So each notebook is re-executed by its own nbval run, and before each one the time of every
+notebook still waiting is predicted on this machine, from its execution time in
+``book/_timings.json`` and the pace observed so far among notebooks read the same way
+(:func:`predict`); the cheapest runs next (:func:`next_cheapest`). Where the notebook's record
 carries the matrix-product probe of the machine that executed it (:mod:`mfutils.machine`,
 recorded by the runner since 2026-12-02), its time is first scaled by that probe over this
 machine's, so that a book whose chapters were executed on different machines is still predicted
@@ -103,7 +104,7 @@ def predict(expected_s: float, done: list[Outcome], scaled: bool = False) -> flo
 
 def plan(notebooks: list[Path], timings: list[dict], budget_s: float = 0.0,
          here_gflops: float | None = None) -> list[Outcome]:
-    """One not-yet-run :class:`Outcome` per notebook, cheapest first here (ties by path); under a
+    """One not-yet-run :class:`Outcome` per notebook, by expected seconds (ties by path); under a
     budget every notebook must have a recorded time (:class:`UnrecordedError`)."""
     rows = [Outcome(str(nb), recorded_seconds(nb, timings), float("nan"),
                     scaled_s=scaled_seconds(nb, timings, here_gflops)) for nb in notebooks]
@@ -117,6 +118,19 @@ def plan(notebooks: list[Path], timings: list[dict], budget_s: float = 0.0,
     return sorted(rows, key=lambda o: (o.expected_s, o.notebook))
 
 
+def next_cheapest(waiting: list[Outcome], done: list[Outcome]) -> Outcome:
+    """The waiting notebook predicted cheapest on this machine by what has run so far (ties by
+    path), its ``predicted_s`` set.
+
+    Chosen afresh before each run, not once by expected seconds: a probe-scaled expectation is in
+    this machine's seconds and an unscaled one in the recording machine's, so the two only compare
+    once each is paced (a stop-24 CI run re-executed an unscaled chapter predicted at 21.9 min
+    before a scaled one predicted at 10.7, and had no budget left for the scaled one)."""
+    for o in waiting:
+        o.predicted_s = predict(o.expected_s, done, scaled=o.scaled_s is not None)
+    return min(waiting, key=lambda o: (o.predicted_s, o.notebook))
+
+
 def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args: list[str],
         run_one=None, clock=time.monotonic, here_gflops: float | None = None) -> list[Outcome]:
     """Re-execute what fits ``budget_s`` (0: everything); ``run_one(notebook) -> passed``;
@@ -124,9 +138,11 @@ def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args:
     run_one = run_one or (lambda nb: _nbval(nb, nbval_args))
     start = clock()
     done: list[Outcome] = []
-    for out in plan(notebooks, timings, budget_s, here_gflops):
+    waiting = plan(notebooks, timings, budget_s, here_gflops)
+    while waiting:
+        out = next_cheapest(waiting, done)
+        waiting.remove(out)
         nb = Path(out.notebook)
-        out.predicted_s = predict(out.expected_s, done, scaled=out.scaled_s is not None)
         left = budget_s - (clock() - start)
         if budget_s and out.predicted_s > left:
             print(f"nbval {nb}: not re-executed, predicted {_minutes(out.predicted_s)} on this machine "

@@ -134,3 +134,20 @@ def test_a_probed_record_is_not_paced_by_records_from_an_unknown_machine():
     assert out["03_mlp_inertia"].seconds == 1200.0
     # predicted at its 500 probe-scaled seconds x the pace of probed records (none yet: 1), not x 6
     assert out["00_behaviour"].predicted_s == 500.0 and out["00_behaviour"].status == "passed"
+
+
+def test_the_next_notebook_is_the_cheapest_predicted_here_not_the_cheapest_recorded():
+    # stop 24's CI run: chapter 0 re-executed on this machine (probe-scaled: 640 s here); chapters 3
+    # and 4 recorded on an unknown machine five times faster (180 and 260 s there). Once chapter 3
+    # has shown the pace, chapter 4 is predicted at 1,300 s and chapter 0 at 640, so chapter 0 runs
+    # next; sorting by expected seconds ran chapter 4 (260 < 640) and left chapter 0 out
+    timings = [{"chapter": "00_behaviour", "seconds": 640.0, "environment": {"matmul_gflops": 20.0}},
+               {"chapter": "03_mlp_inertia", "seconds": 180.0}, {"chapter": "04_sparse_heads", "seconds": 260.0},
+               {"chapter": "index", "seconds": 10.0}]
+    book = [Path("book/chapters/00_behaviour.ipynb"), Path("book/chapters/03_mlp_inertia.ipynb"),
+            Path("book/chapters/04_sparse_heads.ipynb"), Path("book/index.ipynb")]
+    m = Machine(pace=5.0, takes={"00_behaviour": 640.0, "03_mlp_inertia": 900.0, "04_sparse_heads": 1300.0})
+    out = {Path(o.notebook).stem: o for o in nb.run(book, timings, budget_s=2400, nbval_args=[], run_one=m.run_one,
+                                                    clock=m.clock, here_gflops=20.0)}
+    assert m.ran == ["index", "03_mlp_inertia", "00_behaviour"]
+    assert out["04_sparse_heads"].seconds is None and out["04_sparse_heads"].predicted_s == 1300.0
