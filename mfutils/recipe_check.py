@@ -83,9 +83,24 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
         "recipe_check": {"accepted": accepted, "criteria": lines,
                          "validation_read": validation is not None,
                          "validation": None if validation is None else validation[VALIDATION_COLUMNS].to_dict("records")},
-        "reproduce": f"python -m mfutils.train_pretrained --bank {bank} --out DIR, then "
+        "reproduce": f"python -m mfutils.train_pretrained {training_flags(cfg)} --out DIR, then "
                      "python -m mfutils.recipe_check --parts DIR",
     }
+
+
+def training_flags(cfg: dict) -> str:
+    """The ``train_pretrained`` options that retrain ``cfg`` (a ``train_config``): ``--bank`` always,
+    and every field that differs from :class:`~mfutils.train_pretrained.PretrainedTrainConfig`'s
+    default (a seed replicate's ``--seed 1`` among them)."""
+    import dataclasses
+
+    from .train_pretrained import PretrainedTrainConfig
+
+    flags = [f"--bank {cfg.get('bank', 'shipped')}"]
+    for f in dataclasses.fields(PretrainedTrainConfig):
+        if f.name != "bank" and f.name in cfg and cfg[f.name] != f.default:
+            flags.append(f"--{f.name.replace('_', '-')} {cfg[f.name]}")
+    return " ".join(flags)
 
 
 def validation_table(num_threads: int = 2) -> pd.DataFrame:
