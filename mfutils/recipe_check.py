@@ -59,6 +59,15 @@ def accepts(final_eval: dict[str, float], validation: pd.DataFrame) -> tuple[boo
     :data:`~mfutils.rules.TARGET_PHRASING` of the time. Returns the verdict and one line per
     criterion."""
     ok, lines = monitor_met(final_eval)
+    met, validation_lines = validation_met(validation)
+    return ok and met, lines + validation_lines
+
+
+def validation_met(validation: pd.DataFrame) -> tuple[bool, list[str]]:
+    """The rule's second half: per direction at least :data:`~mfutils.rules.MIN_PHRASINGS_MET`
+    sentences of ``validation`` followed at least :data:`~mfutils.rules.TARGET_PHRASING` of the
+    time. Returns it and one line per direction."""
+    ok, lines = True, []
     for direction in ("image", "text"):
         rows = validation[validation["direction"] == direction]
         n = int((rows["following_ratio"] >= TARGET_PHRASING).sum())
@@ -131,13 +140,22 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
         "recipe_check": {"accepted": accepted, "criteria": lines,
                          "validation_read": validation is not None,
                          "validation": None if validation is None else validation[VALIDATION_COLUMNS].to_dict("records")},
-        "reproduce": f"python -m mfutils.train_pretrained {training_flags(cfg)} --out DIR, then "
-                     "python -m mfutils.recipe_check --parts DIR",
+        "reproduce": reproduce_line(training, [t for t, _ in replicates]),
     } | ({"replicates": [{"seed": t["train_config"].get("seed"), "parts_sha256": t["parts_sha256"],
                           "seconds": t["seconds"], "curve_evals": [r for r in t["curve"] if "eval" in r],
                           "final_eval": t["final_eval"],
                           "validation": None if v is None else v[VALIDATION_COLUMNS].to_dict("records")}
                          for t, v in replicates]} if replicates else {})
+
+
+def reproduce_line(training: dict, replicates: list[dict] = ()) -> str:
+    """The commands that retrain ``training`` (and its ``replicates``, ``training.json`` each) and
+    check them as this check did."""
+    folders = [f"DIR{i}" for i in range(1 + len(replicates))]
+    trains = [f"python -m mfutils.train_pretrained {training_flags(t['train_config'])} --out {d}"
+              for t, d in zip([training, *replicates], folders)]
+    check = "python -m mfutils.recipe_check --parts DIR0" + "".join(f" --replicate {d}" for d in folders[1:])
+    return ", ".join(trains) + ", then " + check
 
 
 def training_flags(cfg: dict) -> str:
@@ -232,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     finals = [t["final_eval"]["accuracy"] for t in trainings]
     final = pooled_monitor(finals)
     tables: list[pd.DataFrame | None] = [None] * len(folders)
+    table = None
     ok, lines = monitor_met(final)
     if len(folders) > 1:
         lines = [f"{l} (mean of seeds {', '.join(str(t['train_config'].get('seed')) for t in trainings)})"
@@ -241,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         table = pooled_validation(tables)
         with pd.option_context("display.width", 140, "display.max_colwidth", 60):
             print(table.to_string(index=False))
-        ok, rule_lines = accepts(final, table)
-        lines = lines + rule_lines[len(lines):]
+        ok, validation_lines = validation_met(table)
+        lines += validation_lines
     else:
         # each reading spends some of the validation set's independence: none for a candidate the monitor refuses
         lines.append("validation sentences not read: the final monitor already rejects this candidate")
@@ -252,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"one seed only: a recipe is accepted on seeds {list(RECIPE_SEEDS)} (--replicate), not on one")
     print("\n".join(lines))
     print("ACCEPTED" if ok else "REJECTED")
-    print(json.dumps({"accepted": ok, "validation": None if tables[0] is None else
-                      pooled_validation(tables)[["direction", "instruction", "following_ratio"]].to_dict("records")}))
+    print(json.dumps({"accepted": ok, "validation": None if table is None else
+                      table[["direction", "instruction", "following_ratio"]].to_dict("records")}))
     if args.record:
         import datetime as dt
 

@@ -156,6 +156,7 @@ def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypat
     rec = json.loads(out.read_text())
     assert rec["recipe_check"]["accepted"] and rec["replicates"][0]["seed"] == 1
     assert len(rec["replicates"][0]["validation"]) == 24
+    assert rec["reproduce"].endswith("recipe_check --parts DIR0 --replicate DIR1") and "--seed 1 --out DIR1" in rec["reproduce"]
     assert "MFUTILS_PRETRAINED_DIR" not in os.environ  # put back as it was
     # the same seed-0 run alone is not accepted, however well it does
     read.clear()
