@@ -159,7 +159,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # (200), 36/44 (250, consistent/image 43%, after the negations were admitted at 220), 55/81
     # (300, image tokens), 41/78 (350), 86/89 (400); final monitor 95.2/95.5%, image-only 89.5%.
     # Recipe check: REJECTED on the monitor, validation not read.
-    # Record: models/recipe_trials/2026-12-02-unmarked-negations.json
+    # Record: models/recipe_trials/2026-12-02-unmarked-negations.json. Again under the two-seed
+    # rule with ``--text-steps 400 --steps 650 --threads 1`` (2026-12-02, 45 min per seed on the
+    # fast machine): monitor means met, validation REJECTED on both sides (9 and 7 of 12; seed 0
+    # 9 and 7, seed 1 11 and 12). Record: models/recipe_trials/2026-12-02-unmarked-negations-long.json
     "unmarked-negations": _AFFIRMATIVES + ("Discard the {B}.", "Steer clear of the {B}.",
                                            "Answer as if the {B} were absent.", "The {B} is a distraction.",
                                            "Don't follow the {B}."),
