@@ -267,6 +267,13 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
     return out
 
 
+def passes_table(passes: dict[str, float]) -> pd.DataFrame:
+    """:func:`score_all`'s ``passes_per_sample`` as one row per scorer (``scorer``, ``passes per
+    sample``); a scorer the chapter did not run (exhaustive ablation off: 0 passes) gets None,
+    which the book's tables print as a dash, not as a cost of zero."""
+    return pd.DataFrame([{"scorer": k, "passes per sample": float(v) if v else None} for k, v in passes.items()])
+
+
 def reference_score(spec) -> str:
     """The score the chapters rank heads by: exhaustive ablation, or the fast scorer without it."""
     return "ablation" if spec.exhaustive else "fast"

@@ -129,6 +129,13 @@ def _cell(v) -> str:
     return str(v)
 
 
+def inline(d: dict) -> str:
+    """``{name: value}`` as one line of a sentence ("paper instructions 96, held-out paraphrases
+    192"), each value as the book's tables print it (floats to 3 significant digits), so a page
+    never prints a raw dict with every digit."""
+    return ", ".join(f"{k} {_cell(v)}" for k, v in d.items())
+
+
 def _named_index(df: pd.DataFrame) -> bool:
     """A set index that carries data (a named or multi-level one) becomes columns; a default one is dropped."""
     return any(n is not None for n in df.index.names)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from mfutils import synthetic
+from mfutils import head_scores, synthetic
 from mfutils.encoding import encode
 from mfutils.head_scores import (ablation_per_sample, ablation_scores, agreement, agreement_above_noise,
                                  arbitration_heads, arbitration_ranking, attribution_scores, direct_scores, fast_passes,
@@ -207,3 +207,15 @@ def test_per_row_head_zeroing_refuses_a_mismatched_batch_and_removes_its_hook(ti
         with zero_head_per_row(tiny_bundle.adapter, 0, torch.tensor([0])):
             tiny_bundle.model(**batch.inputs)
     assert active_hook_count() == 0
+
+
+def test_passes_table_marks_scorers_not_run():
+    """Without exhaustive ablation its cost is 0 in the results; the page must not show it as a
+    scorer that costs nothing, so it comes out as None (a dash) while the scorers run keep theirs."""
+    from mfutils.tables import render
+
+    t = head_scores.passes_table({"ablation": 0, "fast": 35, "fast, incremental": 24.17, "direct": 1})
+    assert list(t["scorer"]) == ["ablation", "fast", "fast, incremental", "direct"]
+    assert t["passes per sample"].isna().tolist() == [True, False, False, False]
+    assert t["passes per sample"].iloc[2] == 24.17
+    assert "—" in render(t)

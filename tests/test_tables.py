@@ -44,3 +44,12 @@ def test_a_pivot_shows_its_index_as_columns_and_flat_headers():
 def test_plain_text_view_for_nbval_is_stable():
     t = tables.Table(pd.DataFrame({"x": [0.123456]}))
     assert repr(t) == "    x\n0.123" and "mf-table" in t._repr_html_()
+
+
+def test_inline_prints_a_dict_as_a_sentence_part():
+    import numpy as np
+
+    from mfutils.tables import inline
+
+    assert inline({"paper instructions": 96, "held-out paraphrases": 192}) == "paper instructions 96, held-out paraphrases 192"
+    assert inline({"image": np.float32(0.0018234), "text": 0.0181234, "none": None}) == "image 0.00182, text 0.0181, none —"
