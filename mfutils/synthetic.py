@@ -118,6 +118,46 @@ _PRETRAINED_TRAIN = (
 )
 _AFFIRMATIVES = ("Follow the {A}.", "Go with the {A}.", "Side with the {A}.", "Consult the {A}.", "Stick to the {A}.",
                  "The {A} has the answer.")
+# The compositional bank (2026-12-02, pre-registered in models/recipe_trials/README.md): a small
+# grammar over verbs and adjectives of following and of avoiding, so that a direction is carried
+# by many different words rather than by 25 fixed sentences. Neither list holds a verb or an
+# adjective of a validation or test sentence (believe, trust, rely, listen, choose, prefer, take,
+# use, read, skip, leave, ignore, set aside, accurate, truth, misleading, source), and no form
+# copies a validation or test sentence's frame with another verb ("... alone", "... out of it",
+# "Your source is ...", "..., so answer from ...").
+_FOLLOW_VERBS = ("follow", "go by", "go with", "stick to", "side with", "consult", "look at", "refer to",
+                 "depend on", "defer to", "heed", "stay with", "work from", "draw on", "count on", "focus on",
+                 "check", "look to", "obey", "study")
+_AVOID_VERBS = ("disregard", "discard", "forget", "avoid", "overlook", "dismiss", "drop", "neglect", "reject",
+                "bypass", "pass over", "look past", "rule out", "exclude", "omit", "doubt", "question", "throw out")
+_GOOD_WORDS = ("reliable", "correct", "right", "dependable", "valid", "credible", "sound", "authoritative")
+_BAD_WORDS = ("wrong", "unreliable", "false", "incorrect", "mistaken", "faulty", "untrue", "outdated",
+              "irrelevant", "a distraction")
+
+
+def _compositional_bank() -> tuple[str, ...]:
+    """About 340 templates (``{A}`` the modality to follow, ``{B}`` the other), every verb in
+    every form, and the two-verb forms on fixed cyclic pairings so each verb appears a few times."""
+    F, N, G, X = _FOLLOW_VERBS, _AVOID_VERBS, _GOOD_WORDS, _BAD_WORDS
+    cap = lambda v: v[0].upper() + v[1:]  # noqa: E731
+    out: list[str] = []
+    out += [f"{cap(f)} the {{A}}." for f in F]
+    out += [f"{cap(f)} the {{A}}, not the {{B}}." for f in F]
+    out += [f"{cap(f)} the {{A}} rather than the {{B}}." for f in F]
+    out += [f"Instead of the {{B}}, {f} the {{A}}." for f in F]
+    out += [f"{cap(n)} the {{B}}." for n in N]
+    out += [f"Do not {f} the {{B}}." for f in F]
+    out += [f"Don't {f} the {{B}}." for f in F]
+    out += [f"Do not {f} the {{B}}; {F[(i + 7) % len(F)]} the {{A}}." for i, f in enumerate(F)]
+    out += [f"{cap(n)} the {{B}} and {F[(i * 3 + k) % len(F)]} the {{A}}." for i, n in enumerate(N) for k in range(4)]
+    out += [f"{cap(f)} the {{A}} and {N[(i * 5 + k) % len(N)]} the {{B}}." for i, f in enumerate(F) for k in range(4)]
+    out += [f"The {{A}} is {g}." for g in G]
+    out += [f"The {{B}} is {x}." for x in X]
+    out += [f"The {{A}} is {G[i % len(G)]} and the {{B}} is {x}." for i, x in enumerate(X)]
+    out += [f"The {{B}} is {x} and the {{A}} is {G[(i + 3) % len(G)]}." for i, x in enumerate(X)]
+    return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN))
+
+
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
 #: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
@@ -166,7 +206,11 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     "unmarked-negations": _AFFIRMATIVES + ("Discard the {B}.", "Steer clear of the {B}.",
                                            "Answer as if the {B} were absent.", "The {B} is a distraction.",
                                            "Don't follow the {B}."),
+    # 2026-12-02: many phrasings per direction instead of a few fixed ones (see
+    # _compositional_bank), the plan in models/recipe_trials/README.md.
+    "compositional": _compositional_bank(),
 }
+
 _PRETRAINED_WORDS = {
     "image": ("image", "picture", "photo", "visual content"),
     "text": ("text", "context", "description", "written context"),
