@@ -207,7 +207,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
                                            "Answer as if the {B} were absent.", "The {B} is a distraction.",
                                            "Don't follow the {B}."),
     # 2026-12-02: many phrasings per direction instead of a few fixed ones (see
-    # _compositional_bank), the plan in models/recipe_trials/README.md.
+    # _compositional_bank), the plan in models/recipe_trials/README.md. Trained 2026-12-03 under
+    # the two-seed rule, same schedule (48 min per seed on the fast machine): monitor means met,
+    # validation REJECTED on the image side (9 and 12 of 12; seed 0 9 and 12, seed 1 11 and 11).
+    # Record: models/recipe_trials/2026-12-02-compositional.json
     "compositional": _compositional_bank(),
 }
 
