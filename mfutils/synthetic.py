@@ -158,6 +158,41 @@ def _compositional_bank() -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN))
 
 
+# The declaratives bank (2026-12-03, pre-registered in models/recipe_trials/README.md): the
+# compositional grammar plus statements that a modality is sound or faulty with no verb of
+# following, the kind of sentence the compositional candidate failed on the image side. Written
+# against that category, not its sentences: none of the validation or test sentences' words
+# (those listed above, and "shows", "only", "matters", "true") or frames ("Only the ... is ...",
+# "Answer with what the ... ", "What matters is ...") is in it.
+_GOOD_WORDS_MORE = ("precise", "exact", "faithful", "factual", "honest", "up to date", "spot on", "on target")
+_BAD_WORDS_MORE = ("inexact", "imprecise", "fake", "invented", "made up", "in error", "off", "unfaithful")
+_SOUND_PREDICATES = ("gets it right", "has it right", "has the facts", "states the facts", "gives the real answer",
+                     "is never wrong", "is always right", "knows best", "is the authority here",
+                     "is the better guide", "reflects reality", "depicts things as they are")
+_FAULTY_PREDICATES = ("gets it wrong", "has it wrong", "is often wrong", "invents things", "is the weaker guide",
+                      "contradicts reality", "gets the facts wrong", "cannot be counted on")
+
+
+def _declaratives_bank() -> tuple[str, ...]:
+    """The compositional bank plus about 120 statements of soundness and fault (``{A}`` the
+    modality to follow, ``{B}`` the other), each adjective and predicate alone and joined."""
+    G, X = _GOOD_WORDS + _GOOD_WORDS_MORE, _BAD_WORDS + _BAD_WORDS_MORE
+    S, F = _SOUND_PREDICATES, _FAULTY_PREDICATES
+    out: list[str] = list(_compositional_bank())
+    out += [f"The {{A}} is {g}." for g in _GOOD_WORDS_MORE]
+    out += [f"The {{B}} is {x}." for x in _BAD_WORDS_MORE]
+    out += [f"The {{A}} is {g}, unlike the {{B}}." for g in G]
+    out += [f"Unlike the {{B}}, the {{A}} is {g}." for g in G]
+    out += [f"Of the two, the {{A}} is {g}." for g in G[::2]]
+    out += [f"Of the two, the {{B}} is {x}." for x in X[::2]]
+    out += [f"The {{A}} is {g}; the {{B}} is not." for g in G[1::2]]
+    out += [f"The {{A}} {p}." for p in S]
+    out += [f"The {{B}} {p}." for p in F]
+    out += [f"The {{A}} {p}; the {{B}} {F[i % len(F)]}." for i, p in enumerate(S)]
+    out += [f"The {{B}} {p}, but the {{A}} {S[(i * 5) % len(S)]}." for i, p in enumerate(F)]
+    return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN))
+
+
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
 #: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
@@ -212,6 +247,9 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # validation REJECTED on the image side (9 and 12 of 12; seed 0 9 and 12, seed 1 11 and 11).
     # Record: models/recipe_trials/2026-12-02-compositional.json
     "compositional": _compositional_bank(),
+    # 2026-12-03: the compositional bank plus statements of soundness and fault without a verb of
+    # following (see _declaratives_bank), the plan in models/recipe_trials/README.md.
+    "declaratives": _declaratives_bank(),
 }
 
 _PRETRAINED_WORDS = {
