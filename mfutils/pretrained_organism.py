@@ -163,15 +163,32 @@ def load_base(dtype: torch.dtype = torch.float32):
 
 
 def _atomic_save(folder: Path, write) -> None:
-    """``write(tmp)`` into a sibling folder, renamed into place only once complete."""
-    tmp = folder.with_name(folder.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    """``write(tmp)`` into a sibling folder, renamed into place only once complete.
+
+    The sibling is this call's own (``<folder>.partial-XXXX``): two processes filling one
+    cache at once (two training seeds started together) each write their own copy, and
+    whichever finishes second keeps the first one's folder rather than removing it under a
+    reader. A failed write removes its copy and leaves ``folder`` as it was.
+    """
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # a folder here now is one the caller found incomplete; one that appears while we write
+    # is another process's finished copy
+    stale = folder.exists()
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".partial-"))
+    try:
+        write(tmp)
+        if stale and folder.exists():
+            shutil.rmtree(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not folder.exists():
+                raise  # not a lost race: something else is wrong
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- building -------------------------------------------------------------------------

@@ -145,6 +145,46 @@ def test_a_base_file_with_another_digest_is_refused(monkeypatch):
 
 
 @pytest.mark.slow
+def test_two_processes_filling_one_cache_at_once_both_succeed_and_a_failed_write_leaves_nothing(tmp_path):
+    """Two training seeds started together used to share one ``.partial`` folder, and the
+    second crashed writing into the folder the first had just renamed away (2026-12-03)."""
+    import threading
+
+    folder = tmp_path / "cache" / "base"
+    both_writing = threading.Barrier(2)
+
+    def write(tag):
+        def _write(tmp):
+            (tmp / "model.safetensors").write_text(tag)
+            both_writing.wait(timeout=10)  # neither renames before the other has written
+        return _write
+
+    errors = []
+    threads = [threading.Thread(target=lambda t=t: _run(po._atomic_save, folder, write(t), errors)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (folder / "model.safetensors").read_text() in {"a", "b"}
+    assert [p.name for p in folder.parent.iterdir()] == ["base"], "no partial copy is left behind"
+
+    def broken(tmp):
+        (tmp / "model.safetensors").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        po._atomic_save(tmp_path / "cache" / "other", broken)
+    assert [p.name for p in folder.parent.iterdir()] == ["base"]
+
+
+def _run(fn, folder, write, errors):
+    try:
+        fn(folder, write)
+    except Exception as err:  # collected so the test, not the thread, reports it
+        errors.append(err)
+
+
 def test_corrupt_or_mismatched_parts_are_refused(pretrained_parts, tmp_path, monkeypatch):
     copy = tmp_path / "parts"
     shutil.copytree(pretrained_parts[0], copy)
