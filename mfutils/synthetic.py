@@ -248,7 +248,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # Record: models/recipe_trials/2026-12-02-compositional.json
     "compositional": _compositional_bank(),
     # 2026-12-03: the compositional bank plus statements of soundness and fault without a verb of
-    # following (see _declaratives_bank), the plan in models/recipe_trials/README.md.
+    # following (see _declaratives_bank), the plan in models/recipe_trials/README.md. Trained
+    # 2026-12-03 under the two-seed rule, same schedule (45 and 47 min per seed on the fast
+    # machine): REJECTED on the monitor (conflicts image / text 80.6/75.8% and 21.2/71.4%),
+    # validation not read. Record: models/recipe_trials/2026-12-03-declaratives.json
     "declaratives": _declaratives_bank(),
 }
 
