@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -170,8 +171,6 @@ def _atomic_save(folder: Path, write) -> None:
     whichever finishes second keeps the first one's folder rather than removing it under a
     reader. A failed write removes its copy and leaves ``folder`` as it was.
     """
-    import tempfile
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     # a folder here now is one the caller found incomplete; one that appears while we write
     # is another process's finished copy

@@ -144,7 +144,6 @@ def test_a_base_file_with_another_digest_is_refused(monkeypatch):
         po.base_file()
 
 
-@pytest.mark.slow
 def test_two_processes_filling_one_cache_at_once_both_succeed_and_a_failed_write_leaves_nothing(tmp_path):
     """Two training seeds started together used to share one ``.partial`` folder, and the
     second crashed writing into the folder the first had just renamed away (2026-12-03)."""
@@ -160,7 +159,14 @@ def test_two_processes_filling_one_cache_at_once_both_succeed_and_a_failed_write
         return _write
 
     errors = []
-    threads = [threading.Thread(target=lambda t=t: _run(po._atomic_save, folder, write(t), errors)) for t in "ab"]
+
+    def save(tag):
+        try:
+            po._atomic_save(folder, write(tag))
+        except Exception as err:  # collected so the test, not the thread, reports it
+            errors.append(err)
+
+    threads = [threading.Thread(target=save, args=(t,)) for t in "ab"]
     for t in threads:
         t.start()
     for t in threads:
@@ -178,13 +184,7 @@ def test_two_processes_filling_one_cache_at_once_both_succeed_and_a_failed_write
     assert [p.name for p in folder.parent.iterdir()] == ["base"]
 
 
-def _run(fn, folder, write, errors):
-    try:
-        fn(folder, write)
-    except Exception as err:  # collected so the test, not the thread, reports it
-        errors.append(err)
-
-
+@pytest.mark.slow
 def test_corrupt_or_mismatched_parts_are_refused(pretrained_parts, tmp_path, monkeypatch):
     copy = tmp_path / "parts"
     shutil.copytree(pretrained_parts[0], copy)
