@@ -193,6 +193,17 @@ def _declaratives_bank() -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN))
 
 
+def _single_declaratives() -> tuple[str, ...]:
+    """The declaratives bank's 36 one-modality statements (``{A}`` the modality to follow, ``{B}``
+    the other): "The A is ADJ." and "The A PREDICATE." for soundness, the same of B for fault; none
+    of its forms that name both modalities, which slowed the gate's learning in that trial."""
+    out = [f"The {{A}} is {g}." for g in _GOOD_WORDS_MORE]
+    out += [f"The {{B}} is {x}." for x in _BAD_WORDS_MORE]
+    out += [f"The {{A}} {p}." for p in _SOUND_PREDICATES]
+    out += [f"The {{B}} {p}." for p in _FAULTY_PREDICATES]
+    return tuple(t for t in out if t not in _compositional_bank())
+
+
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
 #: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
@@ -253,6 +264,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # machine): REJECTED on the monitor (conflicts image / text 80.6/75.8% and 21.2/71.4%),
     # validation not read. Record: models/recipe_trials/2026-12-03-declaratives.json
     "declaratives": _declaratives_bank(),
+    # 2026-12-03: the compositional bank plus only the declaratives bank's statements that name one
+    # modality (see _single_declaratives), the plan in models/recipe_trials/README.md; judged on
+    # the second validation set.
+    "single-declaratives": _compositional_bank() + _single_declaratives(),
 }
 
 _PRETRAINED_WORDS = {
@@ -300,6 +315,34 @@ VALIDATION_TEMPLATES = (
     "Your source is the {A}.",
     "Disbelieve the {B}.",
 )
+
+
+#: The second set of unseen sentences for choosing a recipe, written on 2026-12-03 before any run on
+#: them, after the first had been read five times and its failures had shaped two candidates. The first
+#: set's mix of kinds: negations with a negation word ("Do not accept", "Put no weight on"), negations
+#: without one ("Distrust", "Tune out ... and answer from ...", "Keep ... out of your answer"),
+#: affirmative verbs ("Lean on", "Let ... decide", "Accept ...'s answer") and statements of trust
+#: without a verb of following ("is trustworthy", "Only ... counts", "The answer lies in", "What ...
+#: says goes"). No verb of following or avoiding and no adjective of it is in a bank, and no sentence
+#: is, contains or is contained in a bank's or the test table's (tested).
+VALIDATION_TEMPLATES_2 = (
+    "Do not accept the {B}.",
+    "Lean on the {A}.",
+    "The {A} is trustworthy.",
+    "Let the {A} decide.",
+    "Only the {A} counts.",
+    "Tune out the {B} and answer from the {A}.",
+    "Put no weight on the {B}.",
+    "Accept the {A}'s answer.",
+    "The answer lies in the {A}.",
+    "Keep the {B} out of your answer.",
+    "Distrust the {B}.",
+    "What the {A} says goes.",
+)
+#: The validation sets by the date each was written (``recipe_check --validation NAME``); a
+#: candidate is judged on the newest unless its plan names another.
+VALIDATION_SETS = {"2026-12-01": VALIDATION_TEMPLATES, "2026-12-03": VALIDATION_TEMPLATES_2}
+LATEST_VALIDATION = "2026-12-03"
 
 
 def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
