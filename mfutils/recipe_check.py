@@ -1,11 +1,12 @@
 """Judge a candidate training of the pretrained organism before it replaces the shipped parts.
 
-    python -m mfutils.recipe_check [--parts DIR] [--replicate DIR] [--record models/recipe_trials/DATE-BANK.json]
+    python -m mfutils.recipe_check [--parts DIR] [--replicate DIR] [--validation DATE] [--record models/recipe_trials/DATE-BANK.json]
 
 Chapter 00's unseen-sentence table is a test set: a recipe changed to fix its failures must be
 judged elsewhere first, or the table only measures how well the recipe was fitted to it. This
 reads a trained-parts folder (default: the shipped one) on the *validation* sentences
-(:data:`mfutils.synthetic.VALIDATION_TEMPLATES`, in no bank and read by no chapter), with the
+(a set in :data:`mfutils.synthetic.VALIDATION_SETS`, named by the date it was written, the newest
+by default; in no bank and read by no chapter), with the
 chapter's own conflicts (its defaults: 256 samples, so 32 conflicts per sentence, seed 0), and
 applies :func:`accepts`, whose thresholds are chapter 00's behaviour targets (:mod:`mfutils.rules`):
 the validation sentences in place of the test ones, and the training record's final monitor
@@ -116,16 +117,18 @@ def replicate_error(configs: list[dict]) -> str | None:
 
 
 def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool, lines: list[str], date: str,
-                 replicates: list[tuple[dict, pd.DataFrame | None]] = ()) -> dict:
+                 replicates: list[tuple[dict, pd.DataFrame | None]] = (), validation_set: str | None = None) -> dict:
     """A recipe trial's record: ``training`` (the candidate's ``training.json``) with the check's
     verdict, criterion ``lines`` and ``validation`` table (one row per sentence: direction,
     instruction, n, following_ratio, ci_low, ci_high; None: not read, the monitor rejected it);
     ``replicates``: the other seeds' ``(training.json, validation table)``, recorded under
-    ``replicates`` the same way."""
+    ``replicates`` the same way; ``validation_set``: the name of the set judged on
+    (:data:`mfutils.synthetic.VALIDATION_SETS`; default the newest)."""
     from . import synthetic
 
     cfg = training["train_config"]
     bank = cfg.get("bank", "shipped")
+    validation_set = validation_set or synthetic.LATEST_VALIDATION
     return {
         "trial": bank,
         "date": date,
@@ -138,9 +141,11 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
         "curve_evals": [r for r in training["curve"] if "eval" in r],
         "final_eval": training["final_eval"],
         "recipe_check": {"accepted": accepted, "criteria": lines,
+                         "validation_set": validation_set,
+                         "validation_sentences": list(synthetic.VALIDATION_SETS[validation_set]),
                          "validation_read": validation is not None,
                          "validation": None if validation is None else validation[VALIDATION_COLUMNS].to_dict("records")},
-        "reproduce": reproduce_line(training, [t for t, _ in replicates]),
+        "reproduce": reproduce_line(training, [t for t, _ in replicates], validation_set),
     } | ({"replicates": [{"seed": t["train_config"].get("seed"), "parts_sha256": t["parts_sha256"],
                           "seconds": t["seconds"], "curve_evals": [r for r in t["curve"] if "eval" in r],
                           "final_eval": t["final_eval"],
@@ -148,13 +153,16 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
                          for t, v in replicates]} if replicates else {})
 
 
-def reproduce_line(training: dict, replicates: list[dict] = ()) -> str:
+def reproduce_line(training: dict, replicates: list[dict] = (), validation_set: str | None = None) -> str:
     """The commands that retrain ``training`` (and its ``replicates``, ``training.json`` each) and
-    check them as this check did."""
+    check them as this check did, on ``validation_set`` (default: the newest)."""
+    from . import synthetic
+
     folders = [f"DIR{i}" for i in range(1 + len(replicates))]
     trains = [f"python -m mfutils.train_pretrained {training_flags(t['train_config'])} --out {d}"
               for t, d in zip([training, *replicates], folders)]
-    check = "python -m mfutils.recipe_check --parts DIR0" + "".join(f" --replicate {d}" for d in folders[1:])
+    check = ("python -m mfutils.recipe_check --parts DIR0" + "".join(f" --replicate {d}" for d in folders[1:])
+             + f" --validation {validation_set or synthetic.LATEST_VALIDATION}")
     return ", ".join(trains) + ", then " + check
 
 
@@ -173,8 +181,9 @@ def training_flags(cfg: dict) -> str:
     return " ".join(flags)
 
 
-def validation_table(num_threads: int = 2) -> pd.DataFrame:
-    """:func:`mfutils.behaviour.unseen_phrasings` on the validation sentences, for the parts in
+def validation_table(num_threads: int = 2, validation_set: str | None = None) -> pd.DataFrame:
+    """:func:`mfutils.behaviour.unseen_phrasings` on the validation sentences of ``validation_set``
+    (:data:`mfutils.synthetic.VALIDATION_SETS`; default the newest), for the parts in
     :func:`mfutils.pretrained_organism.pretrained_dir`, at chapter 00's defaults."""
     from . import synthetic
     from .behaviour import BehaviourSpec, unseen_phrasings
@@ -184,7 +193,7 @@ def validation_table(num_threads: int = 2) -> pd.DataFrame:
     spec = BehaviourSpec(model_id=PRETRAINED_ID, num_threads=num_threads)
     configure(spec)
     bundle = load_model(spec.model_id, device=spec.device, dtype=spec.dtype)
-    return unseen_phrasings(bundle, spec, synthetic.VALIDATION_TEMPLATES)
+    return unseen_phrasings(bundle, spec, synthetic.VALIDATION_SETS[validation_set or synthetic.LATEST_VALIDATION])
 
 
 @contextlib.contextmanager
@@ -212,9 +221,9 @@ def _training(folder: str) -> dict:
         return record()
 
 
-def _validation(folder: str, threads: int) -> pd.DataFrame:
+def _validation(folder: str, threads: int, validation_set: str) -> pd.DataFrame:
     with _reading(folder):
-        return validation_table(threads)
+        return validation_table(threads, validation_set)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default="", help="a trained-parts folder (train_pretrained --out); default: the shipped one")
     ap.add_argument("--replicate", default="",
                     help="the same recipe trained with the rule's other seed (train_pretrained --seed 1 --out DIR)")
+    ap.add_argument("--validation", default=None, metavar="DATE",
+                    help="the validation set to judge on, by the date it was written "
+                         "(mfutils.synthetic.VALIDATION_SETS); default: the newest")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="", help="write the trial's record here (JSON; refused if it exists)")
     args = ap.parse_args(argv)
+    from . import synthetic
+
+    validation_set = args.validation or synthetic.LATEST_VALIDATION
+    if validation_set not in synthetic.VALIDATION_SETS:
+        print(f"recipe_check: --validation {validation_set}: no such set; one of {sorted(synthetic.VALIDATION_SETS)}",
+              file=sys.stderr)
+        return 2
     if args.record and Path(args.record).exists():
         # checked before the minutes of validation: a record is evidence, never overwritten
         print(f"recipe_check: --record {args.record} exists; give a new path", file=sys.stderr)
@@ -256,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"{l} (mean of seeds {', '.join(str(t['train_config'].get('seed')) for t in trainings)})"
                  for l in lines]
     if ok:
-        tables = [_validation(f, args.threads) for f in folders]
+        tables = [_validation(f, args.threads, validation_set) for f in folders]
         table = pooled_validation(tables)
         with pd.option_context("display.width", 140, "display.max_colwidth", 60):
             print(table.to_string(index=False))
@@ -277,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         import datetime as dt
 
         rec = trial_record(trainings[0], tables[0], ok, lines, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-                           replicates=list(zip(trainings[1:], tables[1:])))
+                           replicates=list(zip(trainings[1:], tables[1:])), validation_set=validation_set)
         out = Path(args.record)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".partial")

@@ -33,16 +33,26 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert synthetic.phrasings_for("pretrained-organism") is bank
     assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
     # the recipe-choosing sentences are neither trained on nor the chapter's test sentences
-    validation = set(synthetic.VALIDATION_TEMPLATES)
-    assert len(validation) == 12
-    assert not validation & (set(synthetic._PRETRAINED_TRAIN) | set(synthetic.UNSEEN_TEMPLATES))
+    assert synthetic.VALIDATION_SETS["2026-12-01"] is synthetic.VALIDATION_TEMPLATES
+    for name, sentences in synthetic.VALIDATION_SETS.items():
+        validation = set(sentences)
+        assert len(validation) == 12, name
+        assert not validation & (set(synthetic._PRETRAINED_TRAIN) | set(synthetic.UNSEEN_TEMPLATES)), name
+    # the second set, written after the first had been read five times, shares none of its sentences,
+    # and none of its sentences is, contains or is contained in any bank's or the test table's
+    first, second = (set(synthetic.VALIDATION_SETS[k]) for k in ("2026-12-01", "2026-12-03"))
+    assert not first & second
+    trained = set(synthetic._PRETRAINED_TRAIN).union(*synthetic.PRETRAINED_BANK_TRIALS.values())
+    plain = lambda t: t.rstrip(".").lower()  # noqa: E731
+    assert not [(v, t) for v in second for t in trained | set(synthetic.UNSEEN_TEMPLATES) | first
+                if plain(v) in plain(t) or plain(t) in plain(v)]
 
 
 def test_recipe_trial_banks_extend_the_shipped_one_and_hold_out_the_validation_and_test_sentences():
     from mfutils.train_pretrained import PretrainedTrainConfig
 
     assert synthetic.pretrained_phrasings("shipped") == synthetic.PRETRAINED_PHRASINGS
-    held = set(synthetic.VALIDATION_TEMPLATES) | set(synthetic.UNSEEN_TEMPLATES)
+    held = set(synthetic.UNSEEN_TEMPLATES).union(*synthetic.VALIDATION_SETS.values())
     papers = set(synthetic.PAPER_INSTRUCTIONS.values())
     for name, added in synthetic.PRETRAINED_BANK_TRIALS.items():
         templates = synthetic.pretrained_templates(name)

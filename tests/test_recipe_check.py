@@ -62,6 +62,9 @@ def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, c
     table = _validation(11, 9).assign(instruction="x", n=32, ci_low=0.0, ci_high=1.0)
     ok, lines = accepts(training["final_eval"]["accuracy"], table)
     rec = recipe_check.trial_record(training, table, ok, lines, "2026-12-02")
+    # judged on the newest validation set unless another is named, and the record says which
+    assert rec["recipe_check"]["validation_set"] == synthetic.LATEST_VALIDATION == max(synthetic.VALIDATION_SETS)
+    assert rec["reproduce"].endswith(f"--validation {synthetic.LATEST_VALIDATION}")
     assert rec["trial"] == "twins" and rec["bank_change"]["sentences"] == list(synthetic.PRETRAINED_BANK_TRIALS["twins"])
     assert rec["curve_evals"] == [training["curve"][1]] and rec["recipe_check"]["accepted"] is False
     assert len(rec["recipe_check"]["validation"]) == 24 and "--bank twins" in rec["reproduce"]
@@ -130,7 +133,7 @@ def _candidate(folder, seed: int, monitor: dict[str, float], **config):
 def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypatch):
     import json
 
-    from mfutils import recipe_check
+    from mfutils import recipe_check, synthetic
     from mfutils.rules import RECIPE_SEEDS
 
     assert RECIPE_SEEDS == (0, 1)
@@ -141,27 +144,35 @@ def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypat
     b = _candidate(tmp_path / "b", 1, {"conflict/image": 0.93, "image_only": 0.96})
     read = []
 
-    def table(_threads):
+    def table(_threads, validation_set):
         # seed 0 follows 11 sentences per side at the bar, seed 1 ten; pooled: ten at the bar or above
+        assert validation_set == "2026-12-01"  # the set the command named, not the newest
         read.append(os.environ["MFUTILS_PRETRAINED_DIR"])
         met = 11 if len(read) == 1 else 10
         return _validation(met, met).assign(instruction=[f"s{i}" for i in range(24)], n=32, ci_low=0.0, ci_high=1.0)
 
     monkeypatch.setattr(recipe_check, "validation_table", table)
     out = tmp_path / "r.json"
-    assert recipe_check.main(["--parts", a, "--replicate", b, "--record", str(out)]) == 0
+    assert recipe_check.main(["--parts", a, "--replicate", b, "--validation", "2026-12-01", "--record", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ACCEPTED" in text and "mean of seeds 0, 1" in text
     assert read == [str(Path(a).resolve()), str(Path(b).resolve())]  # each seed's own parts
     rec = json.loads(out.read_text())
     assert rec["recipe_check"]["accepted"] and rec["replicates"][0]["seed"] == 1
     assert len(rec["replicates"][0]["validation"]) == 24
-    assert rec["reproduce"].endswith("recipe_check --parts DIR0 --replicate DIR1") and "--seed 1 --out DIR1" in rec["reproduce"]
+    assert rec["reproduce"].endswith("recipe_check --parts DIR0 --replicate DIR1 --validation 2026-12-01")
+    assert "--seed 1 --out DIR1" in rec["reproduce"]
+    assert rec["recipe_check"]["validation_set"] == "2026-12-01"
+    assert rec["recipe_check"]["validation_sentences"] == list(synthetic.VALIDATION_TEMPLATES)
     assert "MFUTILS_PRETRAINED_DIR" not in os.environ  # put back as it was
     # the same seed-0 run alone is not accepted, however well it does
     read.clear()
-    assert recipe_check.main(["--parts", a]) == 1
+    assert recipe_check.main(["--parts", a, "--validation", "2026-12-01"]) == 1
     assert "one seed only" in capsys.readouterr().out
+    # a set that does not exist is refused before anything is read
+    read.clear()
+    assert recipe_check.main(["--parts", a, "--replicate", b, "--validation", "2026-13-01"]) == 2
+    assert "no such set" in capsys.readouterr().err and not read
 
 
 def test_replicates_that_are_not_one_recipe_are_refused_before_anything_is_read(tmp_path, capsys, monkeypatch):
