@@ -266,7 +266,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     "declaratives": _declaratives_bank(),
     # 2026-12-03: the compositional bank plus only the declaratives bank's statements that name one
     # modality (see _single_declaratives), the plan in models/recipe_trials/README.md; judged on
-    # the second validation set.
+    # the second validation set. Trained 2026-12-03 under the two-seed rule, same schedule (66 and
+    # 64 min per seed on the fast machine, sharing it): REJECTED on the monitor (conflicts image /
+    # text 54.8/46.3% and 80.3/97.1%), the second validation set not read. Record:
+    # models/recipe_trials/2026-12-03-single-declaratives.json
     "single-declaratives": _compositional_bank() + _single_declaratives(),
 }
 
