@@ -201,7 +201,8 @@ def _single_declaratives() -> tuple[str, ...]:
     out += [f"The {{B}} is {x}." for x in _BAD_WORDS_MORE]
     out += [f"The {{A}} {p}." for p in _SOUND_PREDICATES]
     out += [f"The {{B}} {p}." for p in _FAULTY_PREDICATES]
-    return tuple(t for t in out if t not in _compositional_bank())
+    known = set(_compositional_bank())
+    return tuple(t for t in out if t not in known)
 
 
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
@@ -345,7 +346,7 @@ VALIDATION_TEMPLATES_2 = (
 #: The validation sets by the date each was written (``recipe_check --validation NAME``); a
 #: candidate is judged on the newest unless its plan names another.
 VALIDATION_SETS = {"2026-12-01": VALIDATION_TEMPLATES, "2026-12-03": VALIDATION_TEMPLATES_2}
-LATEST_VALIDATION = "2026-12-03"
+LATEST_VALIDATION = max(VALIDATION_SETS)  # ISO dates sort as they were written
 
 
 def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
