@@ -108,6 +108,7 @@ def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validatio
     assert recipe_check.main(["--parts", str(parts), "--record", str(out)]) == 1
     text = capsys.readouterr().out
     assert "conflict/image: 94.0%" in text and "not read" in text and "REJECTED" in text
+    assert "no further seed" not in text  # at 94% a seed 1 at 100% would lift the mean to 97%
     rec = json.loads(out.read_text())
     assert rec["recipe_check"]["validation_read"] is False and rec["recipe_check"]["validation"] is None
     assert rec["trial"] == "twins" and not rec["recipe_check"]["accepted"]
@@ -194,6 +195,17 @@ def test_replicates_that_are_not_one_recipe_are_refused_before_anything_is_read(
     assert "in that order" in capsys.readouterr().err
     assert recipe_check.main(["--parts", a, "--replicate", str(tmp_path / "typo")]) == 2
     assert "--replicate" in capsys.readouterr().err
+
+
+def test_a_monitor_no_further_seed_can_lift_is_named():
+    from mfutils.recipe_check import unreachable_groups
+
+    seed0 = {"conflict/image": 0.855, "conflict/text": 0.97, "image_only": 0.90}
+    # 0.855 and 1.0 average 92.75%; 0.90 and 1.0 exactly reach 95%
+    assert unreachable_groups([seed0]) == ["conflict/image"]
+    assert unreachable_groups([seed0], seeds=1) == ["conflict/image", "image_only"]
+    assert unreachable_groups([seed0, {"conflict/image": 1.0, "conflict/text": 0.9, "image_only": 1.0}]) == [
+        "conflict/image", "conflict/text"]
 
 
 def test_pooling_takes_means_and_refuses_what_does_not_match():
