@@ -112,6 +112,12 @@ def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validatio
     rec = json.loads(out.read_text())
     assert rec["recipe_check"]["validation_read"] is False and rec["recipe_check"]["validation"] is None
     assert rec["trial"] == "twins" and not rec["recipe_check"]["accepted"]
+    # at 85% no seed 1 can lift the mean to 95%, and the check says seed 1 need not be trained
+    training["final_eval"]["accuracy"]["conflict/image"] = 0.85
+    (parts / "training.json").write_text(json.dumps(training))
+    assert recipe_check.main(["--parts", str(parts)]) == 1
+    text = capsys.readouterr().out
+    assert "no further seed can change this: the mean of conflict/image" in text and "REJECTED" in text
 
 
 def test_the_checks_leave_the_parts_override_as_they_found_it():
