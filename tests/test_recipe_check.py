@@ -176,6 +176,7 @@ def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypat
     read.clear()
     assert recipe_check.main(["--parts", a, "--validation", "2026-12-01"]) == 1
     assert "one seed only" in capsys.readouterr().out
+    assert not read  # nor is the validation set read on it: seed 1 may still reject the recipe
     # a set that does not exist is refused before anything is read
     read.clear()
     assert recipe_check.main(["--parts", a, "--replicate", b, "--validation", "2026-13-01"]) == 2
