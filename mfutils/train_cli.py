@@ -28,6 +28,18 @@ def _option_type(default):
     return flag
 
 
+def processor_note(shipped: dict, here: dict) -> str:
+    """Why a retrain may differ: ``shipped`` and ``here`` are trainings' ``machine`` records."""
+    was = shipped.get("cpu", "a processor it did not record")
+    now = here.get("cpu", "unknown")
+    if was == now:
+        return (f"both trainings ran on {now}: a different digest on the same processor means the seed, "
+                "thread count or package versions differ, or the training is not deterministic")
+    # CPU kernels take other code paths on other processors; a training drifts apart within ~100 steps
+    return (f"the shipped training ran on {was}, this one on {now}: bit-identical retrains hold only on the "
+            "same processor, with the same seed, thread count and package versions")
+
+
 def run(argv: list[str] | None, *, prog: str, doc: str, config_cls, arch_cls, train: Callable,
         default_out: Path, shipped: Callable[[], dict], digest_key: str, what: str,
         shipped_digest: Callable[[], str] | None = None) -> int:
@@ -57,6 +69,8 @@ def run(argv: list[str] | None, *, prog: str, doc: str, config_cls, arch_cls, tr
             same = same and rec[digest_key] == shipped_digest()
         print(f"retrained digest {rec[digest_key][:16]}, shipped {rec_shipped[digest_key][:16]}: "
               + ("IDENTICAL" if same else "DIFFERENT"))
+        if not same:
+            print(processor_note(rec_shipped.get("machine", {}), rec.get("machine", {})))
         return 0 if same else 1
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")

@@ -101,3 +101,30 @@ def test_a_value_the_config_refuses_is_a_usage_error_before_anything_loads(capsy
         train_pretrained.main(["--bank", "nope", "--out", "unused"])
     assert exit_.value.code == 2
     assert "unknown bank 'nope'" in capsys.readouterr().err
+
+
+def test_a_retrain_that_differs_says_which_processors_trained_it(tmp_path, capsys):
+    from dataclasses import dataclass
+
+    from mfutils import train_cli
+
+    @dataclass
+    class Cfg:
+        seed: int = 0
+
+    shipped = {"train_config": {"seed": 0}, "architecture": {}, "digest": "a" * 64, "machine": {"python": "3.11"}}
+
+    def run(digest, cpu):
+        def train(out, cfg, arch):
+            return {"digest": digest, "machine": {"cpu": cpu}}
+
+        return train_cli.run(["--check"], prog="t", doc="", config_cls=Cfg, arch_cls=Cfg, train=train,
+                             default_out=tmp_path, shipped=lambda: shipped, digest_key="digest", what="parts")
+
+    assert run("a" * 64, "AMD EPYC") == 0 and "IDENTICAL" in capsys.readouterr().out
+    assert run("b" * 64, "AMD EPYC") == 1
+    out = capsys.readouterr().out
+    assert "DIFFERENT" in out and "a processor it did not record, this one on AMD EPYC" in out
+    shipped["machine"]["cpu"] = "AMD EPYC"
+    assert run("b" * 64, "AMD EPYC") == 1
+    assert "both trainings ran on AMD EPYC" in capsys.readouterr().out
