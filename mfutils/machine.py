@@ -61,3 +61,18 @@ def matmul_gflops() -> float:
         torch.set_num_threads(threads)
     median = sorted(times)[len(times) // 2]
     return round(2 * PROBE_N ** 3 / median / 1e9, 1)
+
+
+def training_machine() -> dict[str, str]:
+    """The ``machine`` entry of a training's record: Python, torch, the architecture and the
+    processor's name (a retrain is bit-identical only on the same processor)."""
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "processor": platform.processor() or platform.machine(), "cpu": cpu_model()}
+
+
+def processor_name(machine: dict[str, str]) -> str:
+    """The processor a training record's ``machine`` names: its ``cpu``, or for a record that
+    predates that field (the shipped parts) its architecture."""
+    return machine.get("cpu", machine["processor"])

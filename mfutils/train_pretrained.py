@@ -4,8 +4,9 @@
 
 Deterministic: the same seed, thread count, package versions and processor give bit-identical
 trained parts (CPU kernels take other code paths on another processor, and a training's curve
-then drifts apart within a hundred steps); ``--check`` trains into a temporary folder and compares their digest with the one in
-``models/pretrained_organism/training.json`` instead of overwriting. ``--bank NAME`` trains a
+then drifts apart within a hundred steps); ``--check`` trains into a temporary folder and
+compares their digest with the one in ``models/pretrained_organism/training.json`` instead of
+overwriting. ``--bank NAME`` trains a
 recipe trial (:data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS`) for ``mfutils.recipe_check``.
 
 Stage 1 trains the small CLIP tower alone to name the images' colour and shape
@@ -24,7 +25,6 @@ first ``text_steps`` steps see each image described in a sentence instead of its
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +36,7 @@ from . import pretrained_organism as po
 from . import train_cli
 from . import synthetic
 from .metrics import forward_last_logits
-from .machine import cpu_model
+from .machine import processor_name, training_machine
 from .training import TrainConfig, accumulate_gradients, accuracy_by_group, parse_mix, pretrain_vision, seed_everything
 
 
@@ -405,8 +405,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
         "model_parameters": sum(p.numel() for p in model.parameters()),
         "steps_run": step,
         "seconds": {"load": round(load_seconds, 1), "stage1": round(vision_seconds, 1), "total": round(train_seconds, 1)},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "processor": platform.processor() or platform.machine(), "cpu": cpu_model()},
+        "machine": training_machine(),
         "phrasings": {"train_per_direction": len(bank["image"]["train"]), "heldout_per_direction": len(bank["image"]["heldout"])},
         "align_curve": align,
         "curve": curve,
@@ -496,7 +495,7 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
          " with the same image, context and instruction" if cfg.get("source_share") else "- no side task"),
         "- loss: cross-entropy of the instructed answer's first token at the last position"
         + ("; every conflict is followed in its batch by its twin under the other instruction" if cfg.get("paired") else ""),
-        f"- time (both stages): {rec['seconds']['total']:.0f} s on {rec['machine'].get('cpu', rec['machine']['processor'])} (python {rec['machine']['python']}, "
+        f"- time (both stages): {rec['seconds']['total']:.0f} s on {processor_name(rec['machine'])} (python {rec['machine']['python']}, "
         f"torch {rec['machine']['torch']}), plus {rec['seconds']['load']:.0f} s to load the base model",
         "- deterministic: the same seed, thread count, package versions and processor give the same digest",
         "  (`python -m mfutils.train_pretrained --check`)",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ import torch
 from . import synthetic
 from .encoding import Batch, encode_with
 from .loading import load_image
-from .machine import cpu_model
+from .machine import processor_name, training_machine
 from .metrics import answer_tokens, last_logits
 from .schema import KINDS
 from .organism import OrganismConfig, build_model, build_processor
@@ -237,8 +236,7 @@ def train(out_dir: Path, cfg: TrainConfig = TrainConfig(), arch: OrganismConfig 
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(seconds, 1),
         "steps_run": step,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "processor": platform.processor() or platform.machine(), "cpu": cpu_model()},
+        "machine": training_machine(),
         "curve": curve,
         "weights_sha256": weights_digest(out_dir),
     }
@@ -299,7 +297,7 @@ def write_model_card(out_dir: Path, record: dict) -> Path:
         f"the first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"
         + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)"),
         f"- loss: cross-entropy of the instructed answer's token at the last position",
-        f"- time (both stages): {record['train_seconds']:.0f} s on {record['machine'].get('cpu', record['machine']['processor'])} "
+        f"- time (both stages): {record['train_seconds']:.0f} s on {processor_name(record['machine'])} "
         f"(python {record['machine']['python']}, torch {record['machine']['torch']})",
         f"- weights digest (tensor SHA-256): `{record['weights_sha256'][:16]}…`; deterministic: the same seed,",
         "  thread count, package versions and processor give the same digest (`python -m mfutils.train_organism --check`)",

@@ -128,3 +128,8 @@ def test_a_retrain_that_differs_says_which_processors_trained_it(tmp_path, capsy
     shipped["machine"]["cpu"] = "AMD EPYC"
     assert run("b" * 64, "AMD EPYC") == 1
     assert "both trainings ran on AMD EPYC" in capsys.readouterr().out
+    # a model card names the processor, or for a record older than the field its architecture
+    from mfutils.machine import processor_name, training_machine
+
+    assert processor_name(training_machine()) == training_machine()["cpu"]
+    assert processor_name({"processor": "x86_64"}) == "x86_64"
