@@ -416,6 +416,16 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     return record
 
 
+def _decay_words(cfg: dict, decay: list[int]) -> str:
+    """How stage 2's learning rates fell: ``cfg`` is the record's ``train_config``, ``decay`` the
+    steps at which an early decay started (at most one)."""
+    span = f"linear decay to zero over {cfg['decay_steps']} steps"
+    if cfg["learnt_at"] > 1:  # no monitor group can read above 100%: the early decay was switched off
+        return f"{span}, steps {cfg['steps'] - cfg['decay_steps']}-{cfg['steps'] - 1} (no early decay)"
+    return (f"{span} from the\n  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached "
+            f"{cfg['learnt_at']:.0%}" + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)"))
+
+
 def _trial_words(bank: str) -> str:
     return "" if bank == "shipped" else f" plus recipe trial {bank!r} (`mfutils.synthetic.PRETRAINED_BANK_TRIALS`)"
 
@@ -478,9 +488,7 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
          f"direction (\"{CORE_PHRASINGS['image']}\" / \"{CORE_PHRASINGS['text']}\"), the rest in the whole training bank"
          if cfg.get("curriculum_steps") else "- no curriculum: the whole training bank from the first step"),
         f"- stage 2: {rec['steps_run']} steps (at most {cfg['steps']}), batch {cfg['batch_size']}, AdamW lr {cfg['lr']} for LoRA and {cfg['projector_lr']}",
-        f"  for the projector; warm-up {cfg['warmup']} steps, constant, then linear decay to zero over {cfg['decay_steps']} steps from the",
-        f"  first evaluation (every {cfg['eval_every']} steps) at which every monitor group reached {cfg['learnt_at']:.0%}"
-        + (f" (step {decay[0]})" if decay else " (never reached: decay at the end of the budget)") + ";",
+        f"  for the projector; warm-up {cfg['warmup']} steps, constant, then {_decay_words(cfg, decay)};",
         f"  weight decay {cfg['weight_decay']}; tower and base weights frozen; seed {cfg['seed']}, {cfg['threads']} thread(s)",
         (f"- sentence-shape stages ({cfg['shape_stages']} steps): first only sentences naming the modality to follow alone"
          " (\"Look only at the image.\"), then also those naming it first, then those naming the other first; after"

@@ -135,6 +135,18 @@ def test_described_images_replace_the_image_tokens_by_one_sentence_and_nothing_e
     assert any(it.image_ref is None for it in items) and any(it.image_ref for it in items)
 
 
+def test_the_model_card_says_when_the_learning_rate_fell():
+    from mfutils.train_pretrained import _decay_words
+
+    cfg = {"decay_steps": 60, "steps": 450, "learnt_at": 0.9, "eval_every": 50}
+    assert _decay_words(cfg, [391]).endswith("reached 90% (step 391)")
+    assert _decay_words(cfg, []).endswith("(never reached: decay at the end of the budget)")
+    # learnt_at above 100% switches the early decay off: the card names the steps the decay spans
+    # instead of a threshold no group can reach
+    off = _decay_words({**cfg, "steps": 700, "decay_steps": 300, "learnt_at": 1.01}, [])
+    assert off == "linear decay to zero over 300 steps, steps 400-699 (no early decay)"
+
+
 def test_the_tiny_organism_refuses_words_outside_its_vocabulary(tiny_bundle, eval_items):
     base = next(it for it in eval_items if it.kind == "conflict")
     odd = Item.from_dict(dict(base.to_dict(), uid="odd", instruction="Believe the image, never the gossip."))
