@@ -146,7 +146,10 @@ def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool
         "trial": bank,
         "date": date,
         "bank_change": {"added_to": "mfutils.synthetic._PRETRAINED_TRAIN (appended; mfutils.synthetic.PRETRAINED_BANK_TRIALS)",
-                        "sentences": list(synthetic.PRETRAINED_BANK_TRIALS.get(bank, ()))},
+                        "sentences": list(synthetic.PRETRAINED_BANK_TRIALS.get(bank, ())),
+                        # how many times each weighted template's sentences stand in the training list
+                        **({"weights": synthetic.PRETRAINED_BANK_WEIGHTS[bank]}
+                           if bank in synthetic.PRETRAINED_BANK_WEIGHTS else {})},
         "train_config": cfg,
         "seconds": training["seconds"],
         "machine": training["machine"],

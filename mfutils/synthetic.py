@@ -272,6 +272,21 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # text 54.8/46.3% and 80.3/97.1%), the second validation set not read. Record:
     # models/recipe_trials/2026-12-03-single-declaratives.json
     "single-declaratives": _compositional_bank() + _single_declaratives(),
+    # 2026-12-05: single-declaratives' templates, its one-modality statements drawn three times as
+    # often (PRETRAINED_BANK_WEIGHTS): in annealed-tokens' seed 0 (single-declaratives' bank) they
+    # were 14 of the final monitor's 129 conflicts and about 6 of its 10 failures; the plan in
+    # models/recipe_trials/README.md
+    "weighted-declaratives": _compositional_bank() + _single_declaratives(),
+}
+
+#: Trial banks whose training draws some templates more often than the others: ``bank ->
+#: {template: weight}``, each sentence of a template standing ``weight`` times in the training list
+#: (the others once). Training items draw their instruction uniformly from that list, so a weight
+#: is a share of the training sentences; the monitors read every sentence of the bank once
+#: (:func:`pretrained_phrasings` with ``weighted=False``), so they stay comparable across trials.
+PRETRAINED_BANK_WEIGHTS: dict[str, dict[str, int]] = {
+    # 36 templates x 3 of 396 + 72: 23% of the training sentences instead of 9%
+    "weighted-declaratives": dict.fromkeys(_single_declaratives(), 3),
 }
 
 _PRETRAINED_WORDS = {
@@ -360,14 +375,17 @@ def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
     return _PRETRAINED_TRAIN + PRETRAINED_BANK_TRIALS[bank]
 
 
-def pretrained_phrasings(bank: str = "shipped") -> dict[str, dict[str, list[str]]]:
+def pretrained_phrasings(bank: str = "shipped", weighted: bool = True) -> dict[str, dict[str, list[str]]]:
     """``{target: {"train": [...], "heldout": [...]}}`` for bank ``bank`` (see
-    :func:`pretrained_templates`); the held-out half is the same for every bank."""
+    :func:`pretrained_templates`); the held-out half is the same for every bank. ``weighted``:
+    a sentence of a template that :data:`PRETRAINED_BANK_WEIGHTS` weights stands that many times
+    in ``train`` (for drawing training items); otherwise each sentence once (for the monitors)."""
     templates = pretrained_templates(bank)
+    weights = PRETRAINED_BANK_WEIGHTS.get(bank, {}) if weighted else {}
     out: dict[str, dict[str, list[str]]] = {}
     for target, other in (("image", "text"), ("text", "image")):
         train = [t.format(A=a, B=b) for t in templates
-                 for a, b in zip(_PRETRAINED_WORDS[target], _PRETRAINED_WORDS[other])]
+                 for a, b in zip(_PRETRAINED_WORDS[target], _PRETRAINED_WORDS[other]) for _ in range(weights.get(t, 1))]
         held = [t.format(A=target, B=other) for t in UNSEEN_TEMPLATES] + [PAPER_INSTRUCTIONS[target]]
         out[target] = {"train": train, "heldout": held}
     return out

@@ -337,6 +337,8 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     del base_lm
     load_seconds = time.perf_counter() - t_load
     bank = synthetic.pretrained_phrasings(cfg.bank)
+    # the monitors read each of the bank's sentences once, whatever weights its training draws by
+    even = synthetic.pretrained_phrasings(cfg.bank, weighted=False)
     items = synthetic.make_split("train", cfg.steps * cfg.batch_size, seed=cfg.seed, kinds=parse_mix(cfg.mix),
                                  phrasings=bank)
     t0 = time.perf_counter()
@@ -355,7 +357,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     items = with_core_phrasings(items[:cut]) + items[cut:]
     cut = cfg.text_steps * cfg.batch_size
     items = describe_images(items[:cut]) + items[cut:]
-    monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=bank)
+    monitor = synthetic.make_split("eval", cfg.eval_size, seed=cfg.seed + 1, phrasings=even)
     described_monitor = describe_images(monitor)
     if align:
         align.append({"eval": accuracy(model, processor, monitor)})
@@ -389,7 +391,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     train_seconds = time.perf_counter() - t0
     parts = po.trained_parts(model, loras)
     po.detach_lora(model)
-    final_monitor = synthetic.make_split("eval", cfg.final_eval_size, seed=cfg.seed + 2, phrasings=bank)
+    final_monitor = synthetic.make_split("eval", cfg.final_eval_size, seed=cfg.seed + 2, phrasings=even)
     final = accuracy(model, processor, final_monitor)
     log(json.dumps({"final_eval": final}))
     out_dir = Path(out_dir)
@@ -406,7 +408,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
         "steps_run": step,
         "seconds": {"load": round(load_seconds, 1), "stage1": round(vision_seconds, 1), "total": round(train_seconds, 1)},
         "machine": training_machine(),
-        "phrasings": {"train_per_direction": len(bank["image"]["train"]), "heldout_per_direction": len(bank["image"]["heldout"])},
+        "phrasings": {"train_per_direction": len(even["image"]["train"]), "heldout_per_direction": len(even["image"]["heldout"])},
         "align_curve": align,
         "curve": curve,
         "final_eval": {"items": cfg.final_eval_size, "accuracy": final},
@@ -427,7 +429,12 @@ def _decay_words(cfg: dict, decay: list[int]) -> str:
 
 
 def _trial_words(bank: str) -> str:
-    return "" if bank == "shipped" else f" plus recipe trial {bank!r} (`mfutils.synthetic.PRETRAINED_BANK_TRIALS`)"
+    if bank == "shipped":
+        return ""
+    weights = synthetic.PRETRAINED_BANK_WEIGHTS.get(bank, {})
+    drawn = "".join(f"; {sum(1 for w in weights.values() if w == k)} of its templates drawn {k} times as often as the rest"
+                    for k in sorted(set(weights.values())))
+    return f" plus recipe trial {bank!r} (`mfutils.synthetic.PRETRAINED_BANK_TRIALS`{drawn})"
 
 
 def write_model_card(out_dir: Path, rec: dict) -> Path:

@@ -68,6 +68,27 @@ def test_recipe_trial_banks_extend_the_shipped_one_and_hold_out_the_validation_a
         PretrainedTrainConfig(bank="nope")
 
 
+def test_a_weighted_trial_bank_draws_its_weighted_sentences_more_often_and_monitors_them_once():
+    from mfutils.train_pretrained import _trial_words
+
+    for name, weights in synthetic.PRETRAINED_BANK_WEIGHTS.items():
+        assert set(weights) <= set(synthetic.pretrained_templates(name)), name  # a weight names a template
+    name = "weighted-declaratives"
+    weighted, even = synthetic.pretrained_phrasings(name), synthetic.pretrained_phrasings(name, weighted=False)
+    assert even == synthetic.pretrained_phrasings("single-declaratives")  # the same sentences, each once
+    for target in ("image", "text"):
+        assert set(weighted[target]["train"]) == set(even[target]["train"])
+        assert weighted[target]["heldout"] == even[target]["heldout"]
+        statement = synthetic._single_declaratives()[0].format(A=target, B="text" if target == "image" else "image")
+        assert weighted[target]["train"].count(statement) == 3 and even[target]["train"].count(statement) == 1
+        extra = 2 * len(synthetic._single_declaratives()) * len(synthetic._PRETRAINED_WORDS[target])
+        assert len(weighted[target]["train"]) == len(even[target]["train"]) + extra
+    # an unweighted bank is the same either way (the shipped parts' training cannot move)
+    assert synthetic.pretrained_phrasings("shipped", weighted=False) == synthetic.PRETRAINED_PHRASINGS
+    assert "36 of its templates drawn 3 times as often" in _trial_words(name)
+    assert "drawn" not in _trial_words("single-declaratives")
+
+
 def test_the_side_task_asks_which_source_the_instruction_names():
     from mfutils.train_pretrained import SOURCE_QUESTION, source_questions
 
