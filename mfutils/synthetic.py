@@ -270,7 +270,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # the second validation set. Trained 2026-12-03 under the two-seed rule, same schedule (66 and
     # 64 min per seed on the fast machine, sharing it): REJECTED on the monitor (conflicts image /
     # text 54.8/46.3% and 80.3/97.1%), the second validation set not read. Record:
-    # models/recipe_trials/2026-12-03-single-declaratives.json
+    # models/recipe_trials/2026-12-03-single-declaratives.json. Again 2026-12-05 as annealed-tokens
+    # (700 steps, the 300 on image tokens a linear anneal; 28 min per seed at two threads): REJECTED
+    # on the monitor by 0.2 points (conflicts image / text 91.9/92.5% and 100/97.1%, means 96.0 /
+    # 94.8%). Record: models/recipe_trials/2026-12-05-annealed-tokens.json
     "single-declaratives": _compositional_bank() + _single_declaratives(),
     # 2026-12-05: single-declaratives' templates, its one-modality statements drawn three times as
     # often (PRETRAINED_BANK_WEIGHTS): in annealed-tokens' seed 0 (single-declaratives' bank) they
