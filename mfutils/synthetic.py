@@ -278,7 +278,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # 2026-12-05: single-declaratives' templates, its one-modality statements drawn three times as
     # often (PRETRAINED_BANK_WEIGHTS): in annealed-tokens' seed 0 (single-declaratives' bank) they
     # were 14 of the final monitor's 129 conflicts and about 6 of its 10 failures; the plan in
-    # models/recipe_trials/README.md
+    # models/recipe_trials/README.md. Trained 2026-12-05 under the two-seed rule (28 and 29 min per
+    # seed at two threads): monitor means met (96.7 / 100% on conflicts), validation (second set,
+    # first reading) REJECTED on both sides, 8 and 8 of 12 on the means (seed 0 10 and 8, seed 1 9
+    # and 10). Record: models/recipe_trials/2026-12-05-weighted-declaratives.json
     "weighted-declaratives": _compositional_bank() + _single_declaratives(),
 }
 
