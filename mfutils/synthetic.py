@@ -205,6 +205,11 @@ def _single_declaratives() -> tuple[str, ...]:
     return tuple(t for t in out if t not in known)
 
 
+#: single-declaratives' templates, built once: weighted-declaratives trains on the same ones
+_SINGLE_DECLARATIVES = _single_declaratives()
+_SINGLE_DECLARATIVES_BANK = _compositional_bank() + _SINGLE_DECLARATIVES
+
+
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
 #: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
@@ -274,7 +279,7 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # (700 steps, the 300 on image tokens a linear anneal; 28 min per seed at two threads): REJECTED
     # on the monitor by 0.2 points (conflicts image / text 91.9/92.5% and 100/97.1%, means 96.0 /
     # 94.8%). Record: models/recipe_trials/2026-12-05-annealed-tokens.json
-    "single-declaratives": _compositional_bank() + _single_declaratives(),
+    "single-declaratives": _SINGLE_DECLARATIVES_BANK,
     # 2026-12-05: single-declaratives' templates, its one-modality statements drawn three times as
     # often (PRETRAINED_BANK_WEIGHTS): in annealed-tokens' seed 0 (single-declaratives' bank) they
     # were 14 of the final monitor's 129 conflicts and about 6 of its 10 failures; the plan in
@@ -282,7 +287,7 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # seed at two threads): monitor means met (96.7 / 100% on conflicts), validation (second set,
     # first reading) REJECTED on both sides, 8 and 8 of 12 on the means (seed 0 10 and 8, seed 1 9
     # and 10). Record: models/recipe_trials/2026-12-05-weighted-declaratives.json
-    "weighted-declaratives": _compositional_bank() + _single_declaratives(),
+    "weighted-declaratives": _SINGLE_DECLARATIVES_BANK,
 }
 
 #: Trial banks whose training draws some templates more often than the others: ``bank ->
@@ -292,7 +297,7 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
 #: (:func:`pretrained_phrasings` with ``weighted=False``), so they stay comparable across trials.
 PRETRAINED_BANK_WEIGHTS: dict[str, dict[str, int]] = {
     # 36 templates x 3 of 396 + 72: 23% of the training sentences instead of 9%
-    "weighted-declaratives": dict.fromkeys(_single_declaratives(), 3),
+    "weighted-declaratives": dict.fromkeys(_SINGLE_DECLARATIVES, 3),
 }
 
 _PRETRAINED_WORDS = {

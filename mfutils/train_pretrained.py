@@ -431,9 +431,10 @@ def _decay_words(cfg: dict, decay: list[int]) -> str:
 def _trial_words(bank: str) -> str:
     if bank == "shipped":
         return ""
-    weights = synthetic.PRETRAINED_BANK_WEIGHTS.get(bank, {})
-    drawn = "".join(f"; {sum(1 for w in weights.values() if w == k)} of its templates drawn {k} times as often as the rest"
-                    for k in sorted(set(weights.values())))
+    from collections import Counter
+
+    per_weight = Counter(synthetic.PRETRAINED_BANK_WEIGHTS.get(bank, {}).values())  # weight -> templates
+    drawn = "".join(f"; {n} of its templates drawn {w} times as often as the rest" for w, n in sorted(per_weight.items()))
     return f" plus recipe trial {bank!r} (`mfutils.synthetic.PRETRAINED_BANK_TRIALS`{drawn})"
 
 
