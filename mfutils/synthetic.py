@@ -135,10 +135,16 @@ _BAD_WORDS = ("wrong", "unreliable", "false", "incorrect", "mistaken", "faulty",
               "irrelevant", "a distraction")
 
 
-def _compositional_bank() -> tuple[str, ...]:
+def _compositional_bank(F: tuple[str, ...] = _FOLLOW_VERBS, N: tuple[str, ...] = _AVOID_VERBS,
+                        G: tuple[str, ...] = _GOOD_WORDS, X: tuple[str, ...] = _BAD_WORDS,
+                        partners: tuple[tuple[str, ...], ...] | None = None) -> tuple[str, ...]:
     """About 340 templates (``{A}`` the modality to follow, ``{B}`` the other), every verb in
-    every form, and the two-verb forms on fixed cyclic pairings so each verb appears a few times."""
-    F, N, G, X = _FOLLOW_VERBS, _AVOID_VERBS, _GOOD_WORDS, _BAD_WORDS
+    every form, and the two-verb forms on fixed cyclic pairings so each verb appears a few times.
+
+    ``F``, ``N``, ``G``, ``X``: verbs of following and of avoiding, words of soundness and of fault;
+    ``partners``: the lists (follow verbs, avoid verbs, sound words) the two-word forms pair them
+    with, by default the same lists (the wider-verbs bank pairs its new words with all words)."""
+    PF, PN, PG = partners or (F, N, G)
     cap = lambda v: v[0].upper() + v[1:]  # noqa: E731
     out: list[str] = []
     out += [f"{cap(f)} the {{A}}." for f in F]
@@ -148,13 +154,13 @@ def _compositional_bank() -> tuple[str, ...]:
     out += [f"{cap(n)} the {{B}}." for n in N]
     out += [f"Do not {f} the {{B}}." for f in F]
     out += [f"Don't {f} the {{B}}." for f in F]
-    out += [f"Do not {f} the {{B}}; {F[(i + 7) % len(F)]} the {{A}}." for i, f in enumerate(F)]
-    out += [f"{cap(n)} the {{B}} and {F[(i * 3 + k) % len(F)]} the {{A}}." for i, n in enumerate(N) for k in range(4)]
-    out += [f"{cap(f)} the {{A}} and {N[(i * 5 + k) % len(N)]} the {{B}}." for i, f in enumerate(F) for k in range(4)]
+    out += [f"Do not {f} the {{B}}; {PF[(i + 7) % len(PF)]} the {{A}}." for i, f in enumerate(F)]
+    out += [f"{cap(n)} the {{B}} and {PF[(i * 3 + k) % len(PF)]} the {{A}}." for i, n in enumerate(N) for k in range(4)]
+    out += [f"{cap(f)} the {{A}} and {PN[(i * 5 + k) % len(PN)]} the {{B}}." for i, f in enumerate(F) for k in range(4)]
     out += [f"The {{A}} is {g}." for g in G]
     out += [f"The {{B}} is {x}." for x in X]
-    out += [f"The {{A}} is {G[i % len(G)]} and the {{B}} is {x}." for i, x in enumerate(X)]
-    out += [f"The {{B}} is {x} and the {{A}} is {G[(i + 3) % len(G)]}." for i, x in enumerate(X)]
+    out += [f"The {{A}} is {PG[i % len(PG)]} and the {{B}} is {x}." for i, x in enumerate(X)]
+    out += [f"The {{B}} is {x} and the {{A}} is {PG[(i + 3) % len(PG)]}." for i, x in enumerate(X)]
     return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN))
 
 
@@ -208,6 +214,44 @@ def _single_declaratives() -> tuple[str, ...]:
 #: single-declaratives' templates, built once: weighted-declaratives trains on the same ones
 _SINGLE_DECLARATIVES = _single_declaratives()
 _SINGLE_DECLARATIVES_BANK = _compositional_bank() + _SINGLE_DECLARATIVES
+
+
+# The wider-verbs bank (2026-12-05, pre-registered in models/recipe_trials/README.md): on the
+# second validation set the two seeds of weighted-declaratives read unseen verbs of acceptance,
+# mistrust and exclusion ("Accept", "Distrust", "Keep ... out of") in opposite directions, so
+# twenty more verbs of following (acceptance and support among them), twenty more of avoiding
+# (mistrust and exclusion among them) and eight more words each of soundness and of fault, in
+# the compositional grammar's forms. None is a word of a validation or test sentence but for
+# "from", "in", "of", "on", "the" and "with" (tested word by word), no form is new, and no phrasal verb
+# ends in "out", the particle of two validation frames ("Tune out the ...", "... out of your answer").
+_FOLLOW_VERBS_MORE = ("adopt", "embrace", "endorse", "back", "support", "respect", "honour", "uphold",
+                      "agree with", "stand by", "go along with", "approve of", "confirm", "cite", "quote",
+                      "echo", "repeat", "copy", "build on", "have faith in")
+_AVOID_VERBS_MORE = ("shun", "spurn", "snub", "disown", "abandon", "renounce", "disqualify", "refuse", "veto", "suspect", "second-guess", "write off", "brush off", "wave away",
+                     "stay away from", "steer clear of", "sideline", "mute", "be wary of", "turn away from")
+_GOOD_WORDS_WIDER = ("solid", "well founded", "in the right", "on the mark", "flawless", "genuine", "realistic",
+                     "error free")
+_BAD_WORDS_WIDER = ("deceptive", "bogus", "dubious", "questionable", "doubtful", "corrupted", "unsound", "broken")
+
+
+def _wider_verbs() -> tuple[str, ...]:
+    """The templates the wider-verbs bank adds to single-declaratives' (``{A}`` the modality to
+    follow, ``{B}`` the other): every form of the compositional grammar for each new verb and
+    word, its two-word forms pairing it with the old words and the new ones."""
+    everything = (_FOLLOW_VERBS + _FOLLOW_VERBS_MORE, _AVOID_VERBS + _AVOID_VERBS_MORE,
+                  _GOOD_WORDS + _GOOD_WORDS_MORE + _GOOD_WORDS_WIDER)
+    new = _compositional_bank(_FOLLOW_VERBS_MORE, _AVOID_VERBS_MORE, _GOOD_WORDS_WIDER, _BAD_WORDS_WIDER,
+                              partners=everything)
+    known = set(_SINGLE_DECLARATIVES_BANK)
+    return tuple(t for t in new if t not in known)
+
+
+_WIDER_VERBS = _wider_verbs()
+#: the one-modality statements of soundness and fault among them, weighted as single-declaratives' are
+_WIDER_STATEMENTS = tuple(t for t in _WIDER_VERBS
+                          if any(t == f"The {{A}} is {g}." for g in _GOOD_WORDS_WIDER)
+                          or any(t == f"The {{B}} is {x}." for x in _BAD_WORDS_WIDER))
+
 
 
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
@@ -288,6 +332,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # first reading) REJECTED on both sides, 8 and 8 of 12 on the means (seed 0 10 and 8, seed 1 9
     # and 10). Record: models/recipe_trials/2026-12-05-weighted-declaratives.json
     "weighted-declaratives": _SINGLE_DECLARATIVES_BANK,
+    # 2026-12-05: weighted-declaratives' templates and weights, plus the same grammar over twenty more
+    # verbs of following, twenty more of avoiding and eight more words each of soundness and fault
+    # (see _wider_verbs), the plan in models/recipe_trials/README.md.
+    "wider-verbs": _SINGLE_DECLARATIVES_BANK + _WIDER_VERBS,
 }
 
 #: Trial banks whose training draws some templates more often than the others: ``bank ->
@@ -298,6 +346,8 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
 PRETRAINED_BANK_WEIGHTS: dict[str, dict[str, int]] = {
     # 36 templates x 3 of 396 + 72: 23% of the training sentences instead of 9%
     "weighted-declaratives": dict.fromkeys(_SINGLE_DECLARATIVES, 3),
+    # the same 36 and the 16 new one-modality statements of soundness and fault, each x 3
+    "wider-verbs": dict.fromkeys(_SINGLE_DECLARATIVES + _WIDER_STATEMENTS, 3),
 }
 
 _PRETRAINED_WORDS = {

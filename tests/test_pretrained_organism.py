@@ -355,3 +355,22 @@ def test_training_is_deterministic(pretrained_parts, tmp_path):
         torch.set_num_threads(1)
     assert again["parts_sha256"] == pretrained_parts[1]["parts_sha256"]
     assert other["parts_sha256"] != again["parts_sha256"]
+
+
+def test_the_wider_verbs_bank_adds_no_word_of_a_validation_or_test_sentence():
+    import re
+
+    held = set(synthetic.UNSEEN_TEMPLATES).union(*synthetic.VALIDATION_SETS.values())
+    words = lambda t: set(re.findall(r"[a-z'-]+", t.lower().replace("{a}", "").replace("{b}", "")))  # noqa: E731
+    new = (synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE + synthetic._GOOD_WORDS_WIDER
+           + synthetic._BAD_WORDS_WIDER)
+    assert set().union(*map(words, new)) & set().union(*map(words, held)) <= {"from", "in", "of", "on", "the", "with"}
+    assert not any(w.endswith(" out") for w in new)  # "Tune out the ...", "Keep the ... out of ..."
+    # a superset of weighted-declaratives', weighted as it is, plus 3 x the new one-modality statements
+    wider, before = synthetic.pretrained_templates("wider-verbs"), synthetic.pretrained_templates("weighted-declaratives")
+    assert wider[: len(before)] == before and len(wider) == len(before) + len(synthetic._WIDER_VERBS) > len(before) + 300
+    weights = synthetic.PRETRAINED_BANK_WEIGHTS["wider-verbs"]
+    assert {t: w for t, w in weights.items() if t in before} == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+    assert sorted(set(weights) - set(before)) == sorted(synthetic._WIDER_STATEMENTS) and len(synthetic._WIDER_STATEMENTS) == 16
+    for verb in synthetic._FOLLOW_VERBS_MORE[:3] + synthetic._AVOID_VERBS_MORE[:3]:
+        assert any(verb in t.lower() for t in synthetic._WIDER_VERBS), verb
