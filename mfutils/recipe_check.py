@@ -1,6 +1,7 @@
 """Judge a candidate training of the pretrained organism before it replaces the shipped parts.
 
-    python -m mfutils.recipe_check [--parts DIR] [--replicate DIR] [--validation DATE] [--record models/recipe_trials/DATE-BANK.json]
+    python -m mfutils.recipe_check [--parts DIR] [--replicate DIR] [--validation DATE]
+                                   [--record models/recipe_trials/DATE-NAME.json [--trial NAME]]
 
 Chapter 00's unseen-sentence table is a test set: a recipe changed to fix its failures must be
 judged elsewhere first, or the table only measures how well the recipe was fitted to it. This
@@ -130,20 +131,22 @@ def replicate_error(configs: list[dict]) -> str | None:
 
 
 def trial_record(training: dict, validation: pd.DataFrame | None, accepted: bool, lines: list[str], date: str,
-                 replicates: list[tuple[dict, pd.DataFrame | None]] = (), validation_set: str | None = None) -> dict:
+                 replicates: list[tuple[dict, pd.DataFrame | None]] = (), validation_set: str | None = None,
+                 trial: str | None = None) -> dict:
     """A recipe trial's record: ``training`` (the candidate's ``training.json``) with the check's
     verdict, criterion ``lines`` and ``validation`` table (one row per sentence: direction,
     instruction, n, following_ratio, ci_low, ci_high; None: not read, the monitor rejected it);
     ``replicates``: the other seeds' ``(training.json, validation table)``, recorded under
     ``replicates`` the same way; ``validation_set``: the name of the set judged on
-    (:data:`mfutils.synthetic.VALIDATION_SETS`; default the newest)."""
+    (:data:`mfutils.synthetic.VALIDATION_SETS`; default the newest); ``trial``: the candidate's
+    name where it is not its bank's (a schedule tried on an earlier bank)."""
     from . import synthetic
 
     cfg = training["train_config"]
     bank = cfg.get("bank", "shipped")
     validation_set = validation_set or synthetic.LATEST_VALIDATION
     return {
-        "trial": bank,
+        "trial": trial or bank,
         "date": date,
         "bank_change": {"added_to": "mfutils.synthetic._PRETRAINED_TRAIN (appended; mfutils.synthetic.PRETRAINED_BANK_TRIALS)",
                         "sentences": list(synthetic.PRETRAINED_BANK_TRIALS.get(bank, ())),
@@ -253,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(mfutils.synthetic.VALIDATION_SETS); default: the newest")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="", help="write the trial's record here (JSON; refused if it exists)")
+    ap.add_argument("--trial", default=None, metavar="NAME",
+                    help="the candidate's name in the record, where it is not its bank's (default: the bank)")
     args = ap.parse_args(argv)
     from . import synthetic
 
@@ -318,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         import datetime as dt
 
         rec = trial_record(trainings[0], tables[0], ok, lines, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-                           replicates=list(zip(trainings[1:], tables[1:])), validation_set=validation_set)
+                           replicates=list(zip(trainings[1:], tables[1:])), validation_set=validation_set,
+                           trial=args.trial)
         out = Path(args.record)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".partial")

@@ -227,8 +227,9 @@ _SINGLE_DECLARATIVES_BANK = _compositional_bank() + _SINGLE_DECLARATIVES
 _FOLLOW_VERBS_MORE = ("adopt", "embrace", "endorse", "back", "support", "respect", "honour", "uphold",
                       "agree with", "stand by", "go along with", "approve of", "confirm", "cite", "quote",
                       "echo", "repeat", "copy", "build on", "have faith in")
-_AVOID_VERBS_MORE = ("shun", "spurn", "snub", "disown", "abandon", "renounce", "disqualify", "refuse", "veto", "suspect", "second-guess", "write off", "brush off", "wave away",
-                     "stay away from", "steer clear of", "sideline", "mute", "be wary of", "turn away from")
+_AVOID_VERBS_MORE = ("shun", "spurn", "snub", "disown", "abandon", "renounce", "disqualify", "refuse", "veto",
+                     "suspect", "second-guess", "write off", "brush off", "wave away", "stay away from",
+                     "steer clear of", "sideline", "mute", "be wary of", "turn away from")
 _GOOD_WORDS_WIDER = ("solid", "well founded", "in the right", "on the mark", "flawless", "genuine", "realistic",
                      "error free")
 _BAD_WORDS_WIDER = ("deceptive", "bogus", "dubious", "questionable", "doubtful", "corrupted", "unsound", "broken")

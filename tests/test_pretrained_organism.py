@@ -367,10 +367,14 @@ def test_the_wider_verbs_bank_adds_no_word_of_a_validation_or_test_sentence():
     assert set().union(*map(words, new)) & set().union(*map(words, held)) <= {"from", "in", "of", "on", "the", "with"}
     assert not any(w.endswith(" out") for w in new)  # "Tune out the ...", "Keep the ... out of ..."
     # a superset of weighted-declaratives', weighted as it is, plus 3 x the new one-modality statements
-    wider, before = synthetic.pretrained_templates("wider-verbs"), synthetic.pretrained_templates("weighted-declaratives")
-    assert wider[: len(before)] == before and len(wider) == len(before) + len(synthetic._WIDER_VERBS) > len(before) + 300
+    wider = synthetic.pretrained_templates("wider-verbs")
+    before = synthetic.pretrained_templates("weighted-declaratives")
+    assert wider[: len(before)] == before
+    assert len(wider) == len(before) + len(synthetic._WIDER_VERBS) > len(before) + 300
     weights = synthetic.PRETRAINED_BANK_WEIGHTS["wider-verbs"]
-    assert {t: w for t, w in weights.items() if t in before} == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
-    assert sorted(set(weights) - set(before)) == sorted(synthetic._WIDER_STATEMENTS) and len(synthetic._WIDER_STATEMENTS) == 16
+    old_weights = {t: w for t, w in weights.items() if t in before}
+    assert old_weights == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+    assert sorted(set(weights) - set(before)) == sorted(synthetic._WIDER_STATEMENTS)
+    assert len(synthetic._WIDER_STATEMENTS) == 16
     for verb in synthetic._FOLLOW_VERBS_MORE[:3] + synthetic._AVOID_VERBS_MORE[:3]:
         assert any(verb in t.lower() for t in synthetic._WIDER_VERBS), verb

@@ -69,6 +69,9 @@ def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, c
     assert rec["curve_evals"] == [training["curve"][1]] and rec["recipe_check"]["accepted"] is False
     assert len(rec["recipe_check"]["validation"]) == 24 and "--bank twins" in rec["reproduce"]
     json.dumps(rec)  # serialisable as it stands
+    # a schedule tried on an earlier bank is recorded under its own name
+    renamed = recipe_check.trial_record(training, table, ok, lines, "2026-12-02", trial="annealed-twins")
+    assert renamed["trial"] == "annealed-twins" and renamed["bank_change"] == rec["bank_change"]
     # a seed replicate, or any other changed option, is retrained by the line the record gives
     assert recipe_check.training_flags({"seed": 1, "steps": 450, "bank": "shipped"}) == "--bank shipped --seed 1"
     # an existing record is refused before anything is loaded or run
