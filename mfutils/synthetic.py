@@ -335,7 +335,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     "weighted-declaratives": _SINGLE_DECLARATIVES_BANK,
     # 2026-12-05: weighted-declaratives' templates and weights, plus the same grammar over twenty more
     # verbs of following, twenty more of avoiding and eight more words each of soundness and fault
-    # (see _wider_verbs), the plan in models/recipe_trials/README.md.
+    # (see _wider_verbs), the plan in models/recipe_trials/README.md. Trained 2026-12-05 (32 min at two
+    # threads): REJECTED on seed 0's monitor (conflicts image / text 44.1/48.6%: the gate was never
+    # learnt, on the old sentences either), seed 1 not trained, validation not read. Record:
+    # models/recipe_trials/2026-12-05-wider-verbs.json
     "wider-verbs": _SINGLE_DECLARATIVES_BANK + _WIDER_VERBS,
 }
 
