@@ -252,6 +252,12 @@ _WIDER_VERBS = _wider_verbs()
 _WIDER_STATEMENTS = tuple(t for t in _WIDER_VERBS
                           if any(t == f"The {{A}} is {g}." for g in _GOOD_WORDS_WIDER)
                           or any(t == f"The {{B}} is {x}." for x in _BAD_WORDS_WIDER))
+#: the wider-imperatives bank's additions: each new verb only in its one-verb imperative ("Adopt the
+#: {A}.", "Shun the {B}."), the form of the second validation set's failures, 40 templates
+_WIDER_IMPERATIVES = tuple(t for t in _WIDER_VERBS
+                           if any(t == f"{v[0].upper() + v[1:]} the {{A}}." for v in _FOLLOW_VERBS_MORE)
+                           or any(t == f"{v[0].upper() + v[1:]} the {{B}}." for v in _AVOID_VERBS_MORE))
+
 
 
 
@@ -340,6 +346,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # learnt, on the old sentences either), seed 1 not trained, validation not read. Record:
     # models/recipe_trials/2026-12-05-wider-verbs.json
     "wider-verbs": _SINGLE_DECLARATIVES_BANK + _WIDER_VERBS,
+    # 2026-12-05: weighted-declaratives' templates and weights plus only the one-verb imperatives of
+    # wider-verbs' forty new verbs (_WIDER_IMPERATIVES: 436 templates, not 748), the plan in
+    # models/recipe_trials/README.md.
+    "wider-imperatives": _SINGLE_DECLARATIVES_BANK + _WIDER_IMPERATIVES,
 }
 
 #: Trial banks whose training draws some templates more often than the others: ``bank ->
@@ -352,6 +362,7 @@ PRETRAINED_BANK_WEIGHTS: dict[str, dict[str, int]] = {
     "weighted-declaratives": dict.fromkeys(_SINGLE_DECLARATIVES, 3),
     # the same 36 and the 16 new one-modality statements of soundness and fault, each x 3
     "wider-verbs": dict.fromkeys(_SINGLE_DECLARATIVES + _WIDER_STATEMENTS, 3),
+    "wider-imperatives": dict.fromkeys(_SINGLE_DECLARATIVES, 3),  # weighted-declaratives' weights
 }
 
 _PRETRAINED_WORDS = {

@@ -378,3 +378,14 @@ def test_the_wider_verbs_bank_adds_no_word_of_a_validation_or_test_sentence():
     assert len(synthetic._WIDER_STATEMENTS) == 16
     for verb in synthetic._FOLLOW_VERBS_MORE[:3] + synthetic._AVOID_VERBS_MORE[:3]:
         assert any(verb in t.lower() for t in synthetic._WIDER_VERBS), verb
+
+
+def test_the_wider_imperatives_bank_adds_one_imperative_per_new_verb_to_weighted_declaratives():
+    wider = synthetic.pretrained_templates("wider-imperatives")
+    before = synthetic.pretrained_templates("weighted-declaratives")
+    assert wider[: len(before)] == before and len(wider) == len(before) + 40
+    added = wider[len(before):]
+    assert all(t.count("{") == 1 and t.endswith((" the {A}.", " the {B}.")) for t in added)
+    assert {t.rsplit(" the ", 1)[0].lower() for t in added} == set(
+        synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE)
+    assert synthetic.PRETRAINED_BANK_WEIGHTS["wider-imperatives"] == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
