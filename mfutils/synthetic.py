@@ -348,7 +348,9 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     "wider-verbs": _SINGLE_DECLARATIVES_BANK + _WIDER_VERBS,
     # 2026-12-05: weighted-declaratives' templates and weights plus only the one-verb imperatives of
     # wider-verbs' forty new verbs (_WIDER_IMPERATIVES: 436 templates, not 748), the plan in
-    # models/recipe_trials/README.md.
+    # models/recipe_trials/README.md. Trained 2026-12-05 (29 min at two threads): REJECTED on seed 0's
+    # monitor (conflicts image / text 52.5/40.0%: the gate was not learnt), seed 1 not trained,
+    # validation not read. Record: models/recipe_trials/2026-12-05-wider-imperatives.json
     "wider-imperatives": _SINGLE_DECLARATIVES_BANK + _WIDER_IMPERATIVES,
 }
 
