@@ -135,6 +135,11 @@ _BAD_WORDS = ("wrong", "unreliable", "false", "incorrect", "mistaken", "faulty",
               "irrelevant", "a distraction")
 
 
+def _cap(phrase: str) -> str:
+    """``phrase`` with its first letter capitalised (the rest as written: "Go by", not "Go By")."""
+    return phrase[0].upper() + phrase[1:]
+
+
 def _compositional_bank(F: tuple[str, ...] = _FOLLOW_VERBS, N: tuple[str, ...] = _AVOID_VERBS,
                         G: tuple[str, ...] = _GOOD_WORDS, X: tuple[str, ...] = _BAD_WORDS,
                         partners: tuple[tuple[str, ...], ...] | None = None) -> tuple[str, ...]:
@@ -145,18 +150,19 @@ def _compositional_bank(F: tuple[str, ...] = _FOLLOW_VERBS, N: tuple[str, ...] =
     ``partners``: the lists (follow verbs, avoid verbs, sound words) the two-word forms pair them
     with, by default the same lists (the wider-verbs bank pairs its new words with all words)."""
     PF, PN, PG = partners or (F, N, G)
-    cap = lambda v: v[0].upper() + v[1:]  # noqa: E731
     out: list[str] = []
-    out += [f"{cap(f)} the {{A}}." for f in F]
-    out += [f"{cap(f)} the {{A}}, not the {{B}}." for f in F]
-    out += [f"{cap(f)} the {{A}} rather than the {{B}}." for f in F]
+    out += [f"{_cap(f)} the {{A}}." for f in F]
+    out += [f"{_cap(f)} the {{A}}, not the {{B}}." for f in F]
+    out += [f"{_cap(f)} the {{A}} rather than the {{B}}." for f in F]
     out += [f"Instead of the {{B}}, {f} the {{A}}." for f in F]
-    out += [f"{cap(n)} the {{B}}." for n in N]
+    out += [f"{_cap(n)} the {{B}}." for n in N]
     out += [f"Do not {f} the {{B}}." for f in F]
     out += [f"Don't {f} the {{B}}." for f in F]
     out += [f"Do not {f} the {{B}}; {PF[(i + 7) % len(PF)]} the {{A}}." for i, f in enumerate(F)]
-    out += [f"{cap(n)} the {{B}} and {PF[(i * 3 + k) % len(PF)]} the {{A}}." for i, n in enumerate(N) for k in range(4)]
-    out += [f"{cap(f)} the {{A}} and {PN[(i * 5 + k) % len(PN)]} the {{B}}." for i, f in enumerate(F) for k in range(4)]
+    out += [f"{_cap(n)} the {{B}} and {PF[(i * 3 + k) % len(PF)]} the {{A}}."
+            for i, n in enumerate(N) for k in range(4)]
+    out += [f"{_cap(f)} the {{A}} and {PN[(i * 5 + k) % len(PN)]} the {{B}}."
+            for i, f in enumerate(F) for k in range(4)]
     out += [f"The {{A}} is {g}." for g in G]
     out += [f"The {{B}} is {x}." for x in X]
     out += [f"The {{A}} is {PG[i % len(PG)]} and the {{B}} is {x}." for i, x in enumerate(X)]
@@ -222,8 +228,9 @@ _SINGLE_DECLARATIVES_BANK = _compositional_bank() + _SINGLE_DECLARATIVES
 # twenty more verbs of following (acceptance and support among them), twenty more of avoiding
 # (mistrust and exclusion among them) and eight more words each of soundness and of fault, in
 # the compositional grammar's forms. None is a word of a validation or test sentence but for
-# "from", "in", "of", "on", "the" and "with" (tested word by word), no form is new, and no phrasal verb
-# ends in "out", the particle of two validation frames ("Tune out the ...", "... out of your answer").
+# "from", "in", "of", "on", "the" and "with" (tested word by word), no form is new, and no phrasal
+# verb ends in "out", the particle of two validation frames ("Tune out the ...", "... out of your
+# answer").
 _FOLLOW_VERBS_MORE = ("adopt", "embrace", "endorse", "back", "support", "respect", "honour", "uphold",
                       "agree with", "stand by", "go along with", "approve of", "confirm", "cite", "quote",
                       "echo", "repeat", "copy", "build on", "have faith in")
@@ -249,16 +256,12 @@ def _wider_verbs() -> tuple[str, ...]:
 
 _WIDER_VERBS = _wider_verbs()
 #: the one-modality statements of soundness and fault among them, weighted as single-declaratives' are
-_WIDER_STATEMENTS = tuple(t for t in _WIDER_VERBS
-                          if any(t == f"The {{A}} is {g}." for g in _GOOD_WORDS_WIDER)
-                          or any(t == f"The {{B}} is {x}." for x in _BAD_WORDS_WIDER))
+_WIDER_STATEMENTS = (tuple(f"The {{A}} is {g}." for g in _GOOD_WORDS_WIDER)
+                     + tuple(f"The {{B}} is {x}." for x in _BAD_WORDS_WIDER))
 #: the wider-imperatives bank's additions: each new verb only in its one-verb imperative ("Adopt the
 #: {A}.", "Shun the {B}."), the form of the second validation set's failures, 40 templates
-_WIDER_IMPERATIVES = tuple(t for t in _WIDER_VERBS
-                           if any(t == f"{v[0].upper() + v[1:]} the {{A}}." for v in _FOLLOW_VERBS_MORE)
-                           or any(t == f"{v[0].upper() + v[1:]} the {{B}}." for v in _AVOID_VERBS_MORE))
-
-
+_WIDER_IMPERATIVES = (tuple(f"{_cap(f)} the {{A}}." for f in _FOLLOW_VERBS_MORE)
+                      + tuple(f"{_cap(n)} the {{B}}." for n in _AVOID_VERBS_MORE))
 
 
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the

@@ -388,4 +388,5 @@ def test_the_wider_imperatives_bank_adds_one_imperative_per_new_verb_to_weighted
     assert all(t.count("{") == 1 and t.endswith((" the {A}.", " the {B}.")) for t in added)
     assert {t.rsplit(" the ", 1)[0].lower() for t in added} == set(
         synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE)
-    assert synthetic.PRETRAINED_BANK_WEIGHTS["wider-imperatives"] == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+    weights = synthetic.PRETRAINED_BANK_WEIGHTS
+    assert weights["wider-imperatives"] == weights["weighted-declaratives"]
