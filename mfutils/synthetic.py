@@ -264,6 +264,34 @@ _WIDER_IMPERATIVES = (tuple(f"{_cap(f)} the {{A}}." for f in _FOLLOW_VERBS_MORE)
                       + tuple(f"{_cap(n)} the {{B}}." for n in _AVOID_VERBS_MORE))
 
 
+# The sparse-verbs bank (2026-12-05, pre-registered in models/recipe_trials/README.md): wider-verbs'
+# forty new verbs without its size. Every bank above 396 templates has lost the gate on every seed
+# tried (436, 473, 748) while weighted-declaratives' 396 learnt it on three of three, so the old and
+# new verbs (40 of following, 38 of avoiding) share the compositional grammar's forms instead of
+# each taking all of them: every verb in its one-verb imperative, each verb of following in one of
+# the three contrastive forms and one of the two negated ones (in turn), every verb in two two-verb
+# forms instead of four. The adjectives are the compositional bank's, so the bank with the shipped
+# 14 and single-declaratives' 36 statements stays at or below weighted-declaratives' 396.
+def _sparse_verbs_bank() -> tuple[str, ...]:
+    """About 340 templates (``{A}`` the modality to follow, ``{B}`` the other): the compositional
+    grammar over the old and new verbs, each verb in a few of its forms."""
+    F, N = _FOLLOW_VERBS + _FOLLOW_VERBS_MORE, _AVOID_VERBS + _AVOID_VERBS_MORE
+    contrast = ("{f} the {{A}}, not the {{B}}.", "{f} the {{A}} rather than the {{B}}.",
+                "Instead of the {{B}}, {g} the {{A}}.")
+    negated = ("Do not {g} the {{B}}.", "Don't {g} the {{B}}.")
+    out: list[str] = [f"{_cap(f)} the {{A}}." for f in F]
+    out += [contrast[i % 3].format(f=_cap(f), g=f) for i, f in enumerate(F)]
+    out += [negated[i % 2].format(g=f) for i, f in enumerate(F)]
+    out += [f"{_cap(n)} the {{B}}." for n in N]
+    out += [f"{_cap(n)} the {{B}} and {F[(i * 3 + k) % len(F)]} the {{A}}." for i, n in enumerate(N) for k in range(2)]
+    out += [f"{_cap(f)} the {{A}} and {N[(i * 5 + k) % len(N)]} the {{B}}." for i, f in enumerate(F) for k in range(2)]
+    out += [f"The {{A}} is {g}." for g in _GOOD_WORDS]
+    out += [f"The {{B}} is {x}." for x in _BAD_WORDS]
+    out += [f"The {{A}} is {_GOOD_WORDS[i % len(_GOOD_WORDS)]} and the {{B}} is {x}." for i, x in enumerate(_BAD_WORDS)]
+    return tuple(dict.fromkeys(t for t in out if t not in _PRETRAINED_TRAIN and t not in _SINGLE_DECLARATIVES))
+
+
+
 #: Banks tried as training recipes for the pretrained organism, each the shipped bank plus the
 #: sentences named here (``python -m mfutils.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
@@ -355,6 +383,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     # monitor (conflicts image / text 52.5/40.0%: the gate was not learnt), seed 1 not trained,
     # validation not read. Record: models/recipe_trials/2026-12-05-wider-imperatives.json
     "wider-imperatives": _SINGLE_DECLARATIVES_BANK + _WIDER_IMPERATIVES,
+    # 2026-12-05: the old and wider-verbs' new verbs in fewer forms each (see _sparse_verbs_bank) and
+    # single-declaratives' 36 statements weighted as weighted-declaratives': 390 templates, the plan
+    # in models/recipe_trials/README.md
+    "sparse-verbs": _sparse_verbs_bank() + _SINGLE_DECLARATIVES,
 }
 
 #: Trial banks whose training draws some templates more often than the others: ``bank ->
@@ -368,6 +400,7 @@ PRETRAINED_BANK_WEIGHTS: dict[str, dict[str, int]] = {
     # the same 36 and the 16 new one-modality statements of soundness and fault, each x 3
     "wider-verbs": dict.fromkeys(_SINGLE_DECLARATIVES + _WIDER_STATEMENTS, 3),
     "wider-imperatives": dict.fromkeys(_SINGLE_DECLARATIVES, 3),  # weighted-declaratives' weights
+    "sparse-verbs": dict.fromkeys(_SINGLE_DECLARATIVES, 3),  # weighted-declaratives' weights
 }
 
 _PRETRAINED_WORDS = {

@@ -390,3 +390,15 @@ def test_the_wider_imperatives_bank_adds_one_imperative_per_new_verb_to_weighted
         synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE)
     weights = synthetic.PRETRAINED_BANK_WEIGHTS
     assert weights["wider-imperatives"] == weights["weighted-declaratives"]
+
+
+def test_the_sparse_verbs_bank_spreads_every_verb_over_fewer_forms_within_396_templates():
+    sparse = synthetic.pretrained_templates("sparse-verbs")
+    assert len(set(sparse)) == len(sparse) <= len(synthetic.pretrained_templates("weighted-declaratives")) == 396
+    verbs = (synthetic._FOLLOW_VERBS + synthetic._FOLLOW_VERBS_MORE, synthetic._AVOID_VERBS + synthetic._AVOID_VERBS_MORE)
+    for verb in verbs[0] + verbs[1]:
+        uses = [t for t in sparse if f" {verb} the " in f" {t[0].lower() + t[1:]}"]
+        assert 3 <= len(uses) <= 8, (verb, uses)  # the compositional bank gave a verb of following 10+
+        assert f"{verb[0].upper() + verb[1:]} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
+    assert set(synthetic._SINGLE_DECLARATIVES) < set(sparse)
+    assert synthetic.PRETRAINED_BANK_WEIGHTS["sparse-verbs"] == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
