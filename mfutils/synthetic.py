@@ -385,7 +385,10 @@ PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
     "wider-imperatives": _SINGLE_DECLARATIVES_BANK + _WIDER_IMPERATIVES,
     # 2026-12-05: the old and wider-verbs' new verbs in fewer forms each (see _sparse_verbs_bank) and
     # single-declaratives' 36 statements weighted as weighted-declaratives': 390 templates, the plan
-    # in models/recipe_trials/README.md
+    # in models/recipe_trials/README.md. Trained 2026-12-05 under the two-seed rule (35 and 36 min per
+    # seed at two threads): REJECTED on the monitor's means (conflicts image / text 94.8/98.6% and
+    # 40.0/49.3%: seed 1 never learnt the gate), validation not read. Record:
+    # models/recipe_trials/2026-12-05-sparse-verbs.json
     "sparse-verbs": _sparse_verbs_bank() + _SINGLE_DECLARATIVES,
 }
 
