@@ -44,15 +44,21 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return sum(pairs) / len(pairs)
 
 
+def _left_padded(tok):
+    """``tok`` set to pad on the left, so that position -1 is every row's last token."""
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def scores(model, tok, prompts: list[str]) -> list[float]:
     """``logit("yes") - logit("no")`` at the first answer position of each chat prompt."""
     yes = tok("yes", add_special_tokens=False)["input_ids"][0]
     no = tok("no", add_special_tokens=False)["input_ids"][0]
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    tok = _left_padded(tok)
     out: list[float] = []
     with torch.no_grad():
         for i in range(0, len(texts), 32):
@@ -64,9 +70,7 @@ def scores(model, tok, prompts: list[str]) -> list[float]:
 
 def sentence_states(model, tok, sentences: list[str]) -> torch.Tensor:
     """``(L + 1, n, D)`` hidden states at each sentence's last token (embeddings first)."""
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    tok = _left_padded(tok)
     with torch.no_grad():
         batch = tok(sentences, return_tensors="pt", padding=True, add_special_tokens=False)
         hs = model(**batch, output_hidden_states=True).hidden_states
@@ -97,22 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     follow = synthetic._FOLLOW_VERBS + synthetic._FOLLOW_VERBS_MORE
     avoid = synthetic._AVOID_VERBS + synthetic._AVOID_VERBS_MORE
-    record = []
+    verbs, record = follow + avoid, []
     for q in QUESTIONS:
         for m in ("image", "text"):
-            verbs = follow + avoid
             s = scores(model, tok, [q.format(verb=synthetic._cap(v), m=m) for v in verbs])
             pos, neg = s[:len(follow)], s[len(follow):]
-            right = (sum(x > 0 for x in pos) + sum(x <= 0 for x in neg)) / len(verbs)
+            yes, no = sum(x > 0 for x in pos), sum(x <= 0 for x in neg)
+            right = (yes + no) / len(verbs)
             print(f"{m:5s} | {q[:48]}... | right side of 0: {right:.0%} "
-                  f"(follow said yes {sum(x > 0 for x in pos)}/{len(pos)}, avoid said no {sum(x <= 0 for x in neg)}/{len(neg)})"
-                  f" | AUC {auc(pos, neg):.2f}")
+                  f"(follow said yes {yes}/{len(pos)}, avoid said no {no}/{len(neg)}) | AUC {auc(pos, neg):.2f}")
             record.append({"question": q, "modality": m, "auc": auc(pos, neg), "right_at_zero": right,
                            "scores": dict(zip(verbs, s))})
     y = torch.tensor([1.0] * len(follow) + [-1.0] * len(avoid))
     shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
     for m in ("image", "text"):
-        states = sentence_states(model, tok, [f"{synthetic._cap(v)} the {m}." for v in follow + avoid])
+        states = sentence_states(model, tok, [f"{synthetic._cap(v)} the {m}." for v in verbs])
         layers = list(range(0, states.shape[0], 3))
         acc = [loo_ridge_accuracy(states[k], y) for k in layers]
         ctl = [loo_ridge_accuracy(states[k], shuffled) for k in layers]

@@ -397,8 +397,8 @@ def test_the_sparse_verbs_bank_spreads_every_verb_over_fewer_forms_within_396_te
     assert len(set(sparse)) == len(sparse) <= len(synthetic.pretrained_templates("weighted-declaratives")) == 396
     verbs = (synthetic._FOLLOW_VERBS + synthetic._FOLLOW_VERBS_MORE, synthetic._AVOID_VERBS + synthetic._AVOID_VERBS_MORE)
     for verb in verbs[0] + verbs[1]:
-        uses = [t for t in sparse if f" {verb} the " in f" {t[0].lower() + t[1:]}"]
+        uses = [t for t in sparse if f" {verb} the " in f" {t}" or t.startswith(f"{synthetic._cap(verb)} the ")]
         assert 3 <= len(uses) <= 8, (verb, uses)  # the compositional bank gave a verb of following 10+
-        assert f"{verb[0].upper() + verb[1:]} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
+        assert f"{synthetic._cap(verb)} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
     assert set(synthetic._SINGLE_DECLARATIVES) < set(sparse)
     assert synthetic.PRETRAINED_BANK_WEIGHTS["sparse-verbs"] == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
