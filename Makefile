@@ -70,7 +70,7 @@ chromium:
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -q -m "not slow"
 
-## optional: train the pretrained organism's tower, projector and LoRA (deterministic, 18 minutes on 2 cores; see the README)
+## optional: train the pretrained organism's tower, projector and LoRA (deterministic, 31 minutes on 2 cores; see the README)
 pretrained-organism: $(STAMP)
 	$(PY) -m mfutils.train_pretrained --out models/pretrained_organism
 

@@ -18,7 +18,7 @@ rejected without reading the validation sentences.
 A recipe is judged on two trainings, seeds :data:`~mfutils.rules.RECIPE_SEEDS` (``--parts`` and
 ``--replicate``, identical but for the seed), by the means of their final monitors and of their
 validation ratios (64 conflicts per sentence). One seed alone is never accepted: seed 1 of the
-shipped recipe missed the monitor by two items and one where seed 0 met it, which is within the
+first shipped recipe missed the monitor by two items and one where seed 0 met it, which is within the
 monitor's own sampling error (rule written 2026-12-02, before any later candidate was trained).
 Seed 0 is trained first; when its monitor alone already rules out a mean of 95% in some group
 (:func:`unreachable_groups`), the check says so and seed 1 is not trained (amended 2026-12-03).

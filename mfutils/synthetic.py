@@ -431,7 +431,7 @@ UNSEEN_TEMPLATES = (
 #: Unseen sentences for choosing a training recipe, so that the chapter's table above stays a test
 #: set: a change meant to fix its failures is judged here first, and the test table read once
 #: after. In no bank and read by no chapter. Written on 2026-12-01, before any run on them; the
-#: shipped parts on chapter 00's 32 conflicts per sentence (n_samples 256, seed 0) followed 8 of
+#: parts then shipped on chapter 00's 32 conflicts per sentence (n_samples 256, seed 0) followed 8 of
 #: 12 image-side and 11 of 12 text-side at >= 80%. All six negations passed both ways (100%);
 #: the failures are affirmatives naming one modality, mostly the image ("The image tells the
 #: truth." 9%, "Answer with what the image shows." 28%, "Choose the image." 59%, "Your source is
@@ -483,7 +483,8 @@ LATEST_VALIDATION = max(VALIDATION_SETS)  # ISO dates sort as they were written
 
 def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
     """The training templates of the pretrained organism's bank ``bank``: ``"shipped"`` (the
-    one its shipped parts were trained on) or a name in :data:`PRETRAINED_BANK_TRIALS`."""
+    one its first parts were trained on, 2026-12-01 to 12-05) or a name in
+    :data:`PRETRAINED_BANK_TRIALS` (the parts shipped since 2026-12-05: ``"sparse-verbs"``)."""
     if bank == "shipped":
         return _PRETRAINED_TRAIN
     if bank not in PRETRAINED_BANK_TRIALS:
