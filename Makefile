@@ -72,7 +72,8 @@ test-fast: $(STAMP)
 
 ## optional: train the pretrained organism's tower, projector and LoRA (deterministic, 31 minutes on 2 cores; see the README)
 pretrained-organism: $(STAMP)
-	$(PY) -m mfutils.train_pretrained --out models/pretrained_organism
+	$(PY) -m mfutils.train_pretrained --bank sparse-verbs --steps 700 --decay-steps 300 --learnt-at 1.01 \
+	  --text-steps 400 --lr 0.001 --out models/pretrained_organism
 
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)

@@ -484,7 +484,8 @@ LATEST_VALIDATION = max(VALIDATION_SETS)  # ISO dates sort as they were written
 def pretrained_templates(bank: str = "shipped") -> tuple[str, ...]:
     """The training templates of the pretrained organism's bank ``bank``: ``"shipped"`` (the
     one its first parts were trained on, 2026-12-01 to 12-05) or a name in
-    :data:`PRETRAINED_BANK_TRIALS` (the parts shipped since 2026-12-05: ``"sparse-verbs"``)."""
+    :data:`PRETRAINED_BANK_TRIALS` (the parts shipped since 2026-12-05: ``"sparse-verbs"``, not the
+    default, which stays ``"shipped"`` so that earlier records' command lines still hold)."""
     if bank == "shipped":
         return _PRETRAINED_TRAIN
     if bank not in PRETRAINED_BANK_TRIALS:

@@ -8,6 +8,8 @@ then drifts apart within a hundred steps); ``--check`` trains into a temporary f
 compares their digest with the one in ``models/pretrained_organism/training.json`` instead of
 overwriting. ``--bank NAME`` trains a
 recipe trial (:data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS`) for ``mfutils.recipe_check``.
+The defaults are the first recipe's; the shipped parts' flags are in the Makefile's
+``pretrained-organism`` target and their training.json (which ``--check`` retrains from).
 
 Stage 1 trains the small CLIP tower alone to name the images' colour and shape
 (:func:`mfutils.training.pretrain_vision`, as the tiny organism's stage 1). Stage 1b is LLaVA's
@@ -65,20 +67,18 @@ class PretrainedTrainConfig:
     #: from the first evaluation at which every monitor group reaches ``learnt_at``. The
     #: instruction gating is learnt late and suddenly: after 200 steps of a 300-step linear
     #: decay the image direction of conflicts was still at 23% (image-only 90%, measured)
-    #: (the shipped recipe since 2026-12-05, models/recipe_trials/README.md "sparse-verbs-lr1e-3":
-    #: 700 steps, a fixed 300-step decay; the first parts shipped with 450 and 60, learnt_at 0.9)
-    steps: int = 700
-    decay_steps: int = 300
+    steps: int = 450
+    decay_steps: int = 60
     #: early decay is only considered once the image tokens are in (after ``text_steps``): a
-    #: monitor read on described images says nothing about the projected ones. Above 1 no group
-    #: can reach it, so the decay always takes the budget's last ``decay_steps``
-    learnt_at: float = 1.01
+    #: monitor read on described images says nothing about the projected ones
+    learnt_at: float = 0.9
     batch_size: int = 8
-    #: 3e-3 spiked the loss to 2.3 around step 150 (measured); the first parts shipped at 2e-3. At
-    #: 1e-3, sparse-verbs' seed 1, which never learnt the gate at 2e-3 (final conflicts 40/49%),
-    #: learnt it (100/100%), and the candidate at 1e-3 met every monitor group on seeds 0 and 1 and
-    #: 11 of 12 validation sentences per side (2026-12-05, models/recipe_trials/README.md)
-    lr: float = 1e-3
+    #: 3e-3 spiked the loss to 2.3 around step 150 (measured). At 1e-3, sparse-verbs' seed 1, which
+    #: never learnt the gate at 2e-3 (final conflicts 40/49%), learnt it (100/100%; 2026-12-05,
+    #: models/recipe_trials/README.md). The recipe shipped since 2026-12-05 trains at 1e-3 (its flags
+    #: are in the Makefile's ``pretrained-organism`` and in its training.json); the defaults stay
+    #: the first recipe's, because every trial record's command line is written against them
+    lr: float = 2e-3
     #: the projector starts random and carries the only image signal; at the LoRA's rate the
     #: image-only accuracy was still 60% after 100 steps (text-only 100%), so it learns faster.
     #: With the defaults (and a 700-step budget) the monitor's conflicts per direction were
@@ -143,15 +143,12 @@ class PretrainedTrainConfig:
     #: other direction: 11 of 12 image-side at >= 80% ("Believe the image." 78%), 9 of 12
     #: text-side ("Believe the text." 0%, "Prefer the text." 0%, "Set the image aside." 56%),
     #: against the shipped 9 and 10. A one-verb sentence the bank lacks gets one default
-    #: direction, and which one varies with the run; the parts were not replaced. The recipe
-    #: shipped since 2026-12-05 describes the images for 400 of its 700 steps
-    text_steps: int = 400
+    #: direction, and which one varies with the run; the parts were not replaced
+    text_steps: int = 300
     mix: str = "conflict=0.6,consistent=0.1,image_only=0.2,text_only=0.1"
-    #: the instruction bank trained on: "shipped" (the bank of the first shipped parts,
-    #: 2026-12-01 to 12-05; the name is kept because recipe records refer to it) or a recipe trial
-    #: of :data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS` (that bank plus its sentences).
-    #: "sparse-verbs" is the one shipped since 2026-12-05
-    bank: str = "sparse-verbs"
+    #: the instruction bank trained on: "shipped" or a recipe trial of
+    #: :data:`mfutils.synthetic.PRETRAINED_BANK_TRIALS` (the shipped bank plus its sentences)
+    bank: str = "shipped"
 
     def __post_init__(self):
         synthetic.pretrained_templates(self.bank)  # an unknown bank fails here, before the 15 s load
