@@ -79,7 +79,9 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
 
         p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES)))
         if params.get("layout_controls", True):
-            p += len(LAYOUT_FIGURES) * sweep(POSITION_EDGES)
+            # on the first layout_samples conflicts per direction only
+            share = min(1.0, params.get("layout_samples", 8) / params.get("n_samples", 16))
+            p += share * len(LAYOUT_FIGURES) * sweep(POSITION_EDGES)
         if params.get("saliency", True):
             p += 3
         return p + controls
@@ -110,7 +112,9 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         fractions, n_random, alphas = len(FRACTIONS), params.get("n_random", 20), len(ALPHAS)
         blocking = (1 + fractions * (1 + n_random)) * 2  # conflicts and their controls
         # amplification runs over the failure pool (the conflicts plus 4x held-out paraphrases)
-        return scoring + blocking + (1 + 4) * (alphas + 1 + controls) + controls
+        # its heads come from chapter 4's scores, read from chapter 4's finished run (the runner
+        # executes chapter 4 first; mfutils.head_scores.chapter4_scores); alpha = 1 is the clean pass
+        return blocking + (1 + 4) * (alphas + controls) + controls
     raise ValueError(f"unknown chapter {chapter!r}")
 
 

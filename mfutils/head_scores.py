@@ -337,6 +337,52 @@ def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction:
     return out
 
 
+#: the per-direction scores chapter 04 saves (``scores.npz``) and chapter 05 reads back
+SAVED_SCORES = ("ablation", "ablation_se", "fast", "attribution", "direct")
+
+
+def save_scores(path, by_dir: dict[str, dict]) -> None:
+    """:func:`score_directions`'s arrays as one ``.npz`` (keys ``{target}_{part}_{score}``)."""
+    np.savez(path, **{f"{t}_{part}_{k}": by_dir[t][part][k] for t in by_dir for part in ("follow", "control")
+                      for k in SAVED_SCORES})
+
+
+def load_scores(path) -> dict[str, dict]:
+    """:func:`save_scores`'s file as :func:`score_directions`'s dict (without pass counts)."""
+    with np.load(path) as z:
+        out: dict[str, dict] = {}
+        for key in z.files:
+            t, part, k = key.split("_", 2)
+            out.setdefault(t, {}).setdefault(part, {})[k] = z[key]
+    return out
+
+
+def chapter4_scores(spec, bundle) -> tuple[dict[str, dict], str]:
+    """The head scores chapter 05 chooses its heads by: chapter 04's, on chapter 04's conflicts.
+
+    ``spec``: chapter 05's spec as requested (before a GPU's batch cap). Chapter 04's spec is
+    the one a run of it with these parameters builds (:func:`mfutils.chapters.chapter_spec`).
+    When that run has finished (manifest verified) with exactly this spec, batch size and
+    threads included, its ``scores.npz`` is read: the numbers this function would compute.
+    Otherwise they are computed here, by the same call on the same conflicts. Returns
+    ``(by_dir, where)``, ``where`` saying which, for the page.
+    """
+    from .chapters import chapter_spec  # the registry imports this module
+    from .evaluation import conflict_items
+    from .results import IncompleteResultsError, load_run
+
+    ch04 = chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
+    try:
+        done = load_run(ch04.run_dir())
+    except IncompleteResultsError:
+        done = None
+    if done is not None and done["spec"] == ch04.to_dict() and (done["dir"] / "scores.npz").exists():
+        return load_scores(done["dir"] / "scores.npz"), f"read from chapter 4's finished run ({done['dir'].name})"
+    items, _ = conflict_items(ch04, bundle)
+    return (score_directions(bundle, items, ch04.batch_size, ch04.exhaustive, ch04.top_fraction),
+            "computed here (chapter 4 has no finished run with these parameters)")
+
+
 def specificity(follow: dict, control: dict, score: str = "ablation") -> tuple[np.ndarray, np.ndarray]:
     """``(L, H)`` specificity ``follow drop - control drop`` and whether it exceeds twice its
     noise (standard errors of the two independent samples, combined) with a positive following

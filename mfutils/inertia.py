@@ -56,7 +56,7 @@ def mlp_means(bundle, items, layers, batch_size: int) -> dict[int, torch.Tensor]
         T = batch.inputs["input_ids"].shape[1]
         pos = torch.arange(T)[None].expand(len(chunk), -1).to(bundle.device)
         with capture(ad, pos, points=("mlp",)) as store:
-            bundle.model(**batch.inputs)
+            bundle.model.model(**batch.inputs, use_cache=False)  # the decoder only: no logits are read
         real = batch.inputs["attention_mask"].bool()
         for l in layers:
             sums[l] += store["mlp"][l][real].float().sum(0).cpu()
@@ -64,9 +64,9 @@ def mlp_means(bundle, items, layers, batch_size: int) -> dict[int, torch.Tensor]
     return {l: (s / count).to(bundle.device) for l, s in sums.items()}
 
 
-def ablate_deep_mlps(bundle, items, fit_items, layers, batch_size: int) -> pd.DataFrame:
-    """Readouts with the MLPs of ``layers`` replaced by their mean output (fitted on ``fit_items``)."""
-    means = mlp_means(bundle, fit_items, layers, batch_size)
+def ablate_deep_mlps(bundle, items, means: dict[int, torch.Tensor], batch_size: int) -> pd.DataFrame:
+    """Readouts with the MLPs of ``means``' layers replaced by their mean output
+    (:func:`mlp_means`, fitted on a disjoint split)."""
     return run_readouts(bundle, items, batch_size, intervention=lambda batch: mean_ablate_mlps(bundle.adapter, means))
 
 

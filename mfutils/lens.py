@@ -70,17 +70,22 @@ def trace(bundle, items, batch_size: int, position: str = "last") -> tuple[pd.Da
             pre = store["resid_pre"][layer][:, 0]
             stages += [pre, pre + store["attn"][layer][:, 0]]
         stages.append(store["resid_final"][:, 0])
-        lens = torch.stack([ad.lens(s) for s in stages], dim=1)  # (B, 2L+1, V)
-        f = _set_value(lens, [a.following for a in answers])
-        c = _set_value(lens, [a.competitor for a in answers])
+        f, c = _answer_lens(ad, torch.stack(stages, dim=1), answers)  # (B, 2L+1) each
         meta += _final_meta(chunk, answers, last)
         fol.append(f.numpy())
         com.append(c.numpy())
     return pd.DataFrame(meta), LensTrace(np.concatenate(fol), np.concatenate(com))
 
 
-def _margin(logits: torch.Tensor, answers) -> torch.Tensor:
-    return _set_value(logits, [a.following for a in answers]) - _set_value(logits, [a.competitor for a in answers])
+def _answer_lens(ad, resid: torch.Tensor, answers) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(follow, comp)`` lens values (logsumexp over each answer's tokens) of ``resid``
+    ``(B, ..., d)``, each ``(B, ...)``, unembedding only the batch's answer tokens
+    (:meth:`mfutils.adapters.base.Adapter.lens_at`)."""
+    ids = sorted({t for a in answers for t in (*a.following, *a.competitor)})
+    col = {t: i for i, t in enumerate(ids)}
+    logits = ad.lens_at(resid, ids)
+    return (_set_value(logits, [[col[t] for t in a.following] for a in answers]),
+            _set_value(logits, [[col[t] for t in a.competitor] for a in answers]))
 
 
 def _final_meta(chunk, answers, final: torch.Tensor) -> list[dict]:
@@ -118,7 +123,7 @@ def group_reads(bundle, items, batch_size: int, group: str = "instruction") -> t
         with capture(ad, pos, points=("resid_pre",)) as store:
             last = forward_last_logits(bundle.model, batch.inputs, batch.lengths)
         outs = [store["resid_pre"][l] for l in range(1, ad.n_layers)] + [store["resid_final"]]  # L x (B, P, d)
-        m = torch.stack([_margin(ad.lens(x), answers) for x in outs], -1)  # (B, P, L)
+        m = torch.stack([torch.sub(*_answer_lens(ad, x, answers)) for x in outs], -1)  # (B, P, L)
         margins.append(m.masked_fill(~valid[..., None], float("nan")).numpy())
         w = valid.to(outs[0].dtype).to(outs[0].device)[..., None]
         states.append(torch.stack([(x * w).sum(1) / w.sum(1) for x in outs], 1).float().cpu().numpy())
@@ -195,7 +200,7 @@ def anchor_probe(bundle, items_fit, items_test, batch_size: int) -> pd.DataFrame
             batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
             pos = torch.tensor([[sp["instruction"][-1]] for sp in batch.spans], device=bundle.device)
             with torch.no_grad(), capture(ad, pos, points=("resid_pre",)) as store:
-                bundle.model(**batch.inputs)
+                bundle.model.model(**batch.inputs, use_cache=False)  # the decoder only: no logits are read
             layers = [store["resid_pre"][l][:, 0] for l in range(1, ad.n_layers)] + [store["resid_final"][:, 0]]
             xs.append(torch.stack(layers, 1).float().cpu().numpy())
             ys += [it.target == "image" for it in chunk]

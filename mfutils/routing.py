@@ -61,6 +61,16 @@ class RoutingSpec(RunSpec):
     n_samples: int = 16
     window: int = 3
     layout_controls: bool = True
+    #: conflicts per direction the position controls run on: the first of the kept ones (they
+    #: carry no verdict; on the pretrained organism they cost more than the main sweep)
+    layout_samples: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layout_samples < 2:
+            from .params import ParameterError
+
+            raise ParameterError(f"layout_samples must be at least 2 (a bootstrap band needs two), got {self.layout_samples}")
     saliency: bool = True
     n_boot: int = 500
 
@@ -341,9 +351,21 @@ POSITION_EDGES = [("text_context", "instruction"), ("text_context", "constraint"
                   ("vision", "constraint")]
 
 
+def first_per_direction(items, n: int) -> list:
+    """The first ``n`` items of each instruction target, in their order."""
+    seen: dict[str, int] = {}
+    out = []
+    for it in items:
+        if seen.get(it.target, 0) < n:
+            seen[it.target] = seen.get(it.target, 0) + 1
+            out.append(it)
+    return out
+
+
 def position_controls(bundle, items, window: int, batch_size: int, n_boot: int, seed: int):
     """The paper's position controls: per layout of :data:`LAYOUT_FIGURES`, the following
-    ratio per direction and the knockout curves of :data:`POSITION_EDGES`.
+    ratio per direction and the knockout curves of :data:`POSITION_EDGES` (the chapter passes
+    :func:`first_per_direction`'s ``layout_samples`` conflicts).
 
     Returns ``(mf, curve)``: one row per layout (``MF image``, ``MF text``), and
     :func:`curves` rows with a ``layout`` column.

@@ -163,7 +163,7 @@ RULES: tuple[Rule, ...] = (
     Rule("04-fast", "04_sparse_heads", "A fast scorer finds the same heads (our target)", "—",
          "Spearman and top-5% overlap with exhaustive ablation over heads above noise, per direction; "
          "forward-equivalent passes", ALL, "above", 0.9, "exhaustive single-head ablation; overlap ≥ 80%, ≥ 10× fewer passes"),
-    # chapter 05: interventions on the arbitration heads (chosen by rule 04-specific on the fit split)
+    # chapter 05: interventions on the arbitration heads (chosen by rule 04-specific on chapter 04's conflicts)
     Rule("05-block", "05_causal_interventions", "Blocking the arbitration heads (~5%) cuts the MF ratio",
          "~60% relative drop", "relative drop of the MF ratio, per direction", ALL, "above", 0.30,
          "random head sets of the same size from the same layers: below their 2.5th percentile"),

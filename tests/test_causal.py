@@ -80,3 +80,40 @@ def test_mixed_results_are_named_by_the_discussion():
     assert any("α = -1 turns 40%" in n for n in notes)
     monotone = summarize_blocking(pd.DataFrame([r if r["heads"] != "top" else {**r, "value": 1 - r["fraction"]} for r in rows]))
     assert non_monotonic(monotone) + negative_alpha_repairs(amp.iloc[1:]) == []
+
+
+def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_alike(tiny_bundle, tmp_path):
+    from dataclasses import replace
+
+    from mfutils import chapters, head_scores
+    from mfutils.causal import CausalSpec
+    from mfutils.results import RunWriter
+
+    spec = CausalSpec(model_id="organism", n_samples=3, control_filter=False, output_dir=str(tmp_path),
+                      batch_size=4, num_threads=1)
+    computed, where = head_scores.chapter4_scores(spec, tiny_bundle)
+    assert where.startswith("computed here")
+    ch04 = chapters.chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
+    assert (ch04.n_samples, ch04.seed, ch04.batch_size, ch04.exhaustive) == (3, 0, 4, False)
+
+    def finished_ch04(s):
+        w = RunWriter(s)
+        head_scores.save_scores(w.path("scores.npz"), computed)
+        w.finish()
+
+    finished_ch04(ch04)
+    read, where = head_scores.chapter4_scores(spec, tiny_bundle)
+    assert where.startswith("read from chapter 4's finished run")
+    for t in computed:
+        for part in ("follow", "control"):
+            for k in head_scores.SAVED_SCORES:
+                np.testing.assert_array_equal(read[t][part][k], computed[t][part][k])
+                assert read[t][part][k].dtype == computed[t][part][k].dtype
+    assert head_scores.arbitration_heads(read, "fast", 0.25) == head_scores.arbitration_heads(computed, "fast", 0.25)
+    # another batch size shares the folder's digest but not its numbers bit for bit: not taken
+    finished_ch04(replace(ch04, batch_size=2))
+    assert head_scores.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
+    # an unfinished chapter 4 (no manifest) is never read
+    finished_ch04(ch04)
+    (ch04.run_dir() / "_COMPLETE.json").unlink()
+    assert head_scores.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")

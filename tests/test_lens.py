@@ -86,3 +86,35 @@ def test_failure_claims_need_thirty_failures():
     controls = pd.DataFrame([{"measure": "text_only", "clean": 1.0, "ablated": 1.0}])
     v = verdicts(meta, tr, base, base, controls, L, n_boot=50).set_index("rule")
     assert v.loc["03-fail-text", "verdict"] == "not measurable" and "only 5 failures" in v.loc["03-fail-text", "ours"]
+
+
+def test_the_lens_at_a_few_tokens_equals_those_columns_of_the_full_lens(tiny_bundle):
+    ad = tiny_bundle.adapter
+    torch.manual_seed(0)
+    resid = torch.randn(3, 5, ad.hidden_size)
+    ids = [7, 2, 11]
+    with torch.no_grad():
+        full, few = ad.lens(resid), ad.lens_at(resid, ids)
+    assert few.shape == (3, 5, 3)
+    torch.testing.assert_close(few, full[..., ids], rtol=1e-5, atol=1e-5)
+
+
+def test_group_reads_margins_are_the_full_lens_margins(tiny_bundle):
+    from mfutils.interventions import capture
+    from mfutils.lens import group_reads
+
+    items = synthetic.paper_conflicts(3, seed=1)
+    meta, margins, _ = group_reads(tiny_bundle, items, batch_size=8, group="instruction")
+    ad = tiny_bundle.adapter
+    batch = encode(tiny_bundle, items)
+    answers = [answer_tokens(tiny_bundle.tokenizer, it) for it in items]
+    for b, sp in enumerate(batch.spans):
+        pos = torch.tensor([sp["instruction"]])
+        with torch.no_grad(), capture(ad, pos, points=("resid_pre",)) as store:
+            tiny_bundle.model(**{k: v[b : b + 1] for k, v in batch.inputs.items() if k != "pixel_values"},
+                              **({"pixel_values": batch.inputs["pixel_values"][b : b + 1]} if "pixel_values" in batch.inputs else {}))
+        with torch.no_grad():
+            logits = ad.lens(store["resid_final"][0])  # (P, V) at the last layer's output
+        want = (torch.logsumexp(logits[:, list(answers[b].following)], -1)
+                - torch.logsumexp(logits[:, list(answers[b].competitor)], -1))
+        np.testing.assert_allclose(margins[b, : len(sp["instruction"]), -1], want.numpy(), rtol=1e-4, atol=1e-4)

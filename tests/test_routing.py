@@ -67,3 +67,17 @@ def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
     assert by_edge["Vision -/-> Last"]["incremental"] == pytest.approx(one_token)
     with pytest.raises(ValueError, match="engine"):
         knockout_sweep(tiny_bundle, items, edges, window=1, batch_size=4, engine="fast")
+
+
+def test_the_position_controls_take_the_first_conflicts_of_each_direction():
+    from mfutils import synthetic
+    from mfutils.params import ParameterError
+    from mfutils.routing import RoutingSpec, first_per_direction
+
+    items = synthetic.paper_conflicts(5, seed=0)  # five image-following, then the same five text-following
+    picked = first_per_direction(items, 2)
+    assert [it.uid for it in picked] == [it.uid for it in items[:2] + items[5:7]]
+    assert [it.uid.rsplit("/", 1)[0] for it in picked[:2]] == [it.uid.rsplit("/", 1)[0] for it in picked[2:]]
+    assert first_per_direction(items, 50) == items
+    with pytest.raises(ParameterError, match="layout_samples"):
+        RoutingSpec(chapter="01_shallow_routing", layout_samples=1)

@@ -96,6 +96,16 @@ class Adapter:
         """Logit lens: ``(..., d_model)`` residual -> ``(..., vocab)`` logits via final norm + unembedding."""
         return self.unembed(self.final_norm(resid))
 
+    def lens_at(self, resid: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
+        """:meth:`lens` for ``token_ids`` only: ``(..., d_model)`` -> ``(..., len(token_ids))``.
+
+        The answers' few rows of the unembedding instead of all of them: at every token of a
+        group and every layer, the full vocabulary (49,152 on SmolLM2) cost more than the
+        model's forward pass. Equal to the full lens's columns within float rounding."""
+        rows = torch.as_tensor(token_ids, device=self.unembed.weight.device)
+        bias = self.unembed.bias[rows] if self.unembed.bias is not None else None
+        return torch.nn.functional.linear(self.final_norm(resid), self.unembed.weight[rows], bias)
+
     def describe(self) -> dict:
         return {
             "family": self.family,
