@@ -118,3 +118,13 @@ def test_group_reads_margins_are_the_full_lens_margins(tiny_bundle):
         want = (torch.logsumexp(logits[:, list(answers[b].following)], -1)
                 - torch.logsumexp(logits[:, list(answers[b].competitor)], -1))
         np.testing.assert_allclose(margins[b, : len(sp["instruction"]), -1], want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_traces_decisions_are_the_clean_readouts(tiny_bundle):
+    from mfutils.evaluation import run_readouts
+
+    items = synthetic.paper_conflicts(5, seed=2)
+    meta, _ = trace(tiny_bundle, items, batch_size=4)
+    clean = run_readouts(tiny_bundle, items, batch_size=4)
+    assert meta["uid"].tolist() == clean["uid"].tolist()
+    assert meta["decision"].tolist() == clean["decision"].tolist()
