@@ -64,6 +64,8 @@ class RoutingSpec(RunSpec):
     #: conflicts per direction the position controls run on: the first of the kept ones (they
     #: carry no verdict; on the pretrained organism they cost more than the main sweep)
     layout_samples: int = 8
+    saliency: bool = True
+    n_boot: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,8 +73,6 @@ class RoutingSpec(RunSpec):
             from .params import ParameterError
 
             raise ParameterError(f"layout_samples must be at least 2 (a bootstrap band needs two), got {self.layout_samples}")
-    saliency: bool = True
-    n_boot: int = 500
 
 
 def window_layers(centre: int, window: int, n_layers: int) -> list[int]:
