@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .interventions import capture
+from .metrics import unembed_last
 from .interventions.heads import track_hook, hooks_removed_on_exit
 
 
@@ -79,13 +80,14 @@ def clean_run(bundle, batch) -> CleanRun:
     every = torch.arange(T, device=bundle.device)[None].expand(len(batch.lengths), -1)
     with hooks_removed_on_exit() as handles, capture(ad, every, points=("resid_pre",)) as store:
         track_hook(handles, lm.register_forward_pre_hook(record, with_kwargs=True))
-        out = bundle.model(**batch.inputs, use_cache=True)
+        # the base model, not the ...ForConditionalGeneration around it: only the last
+        # positions are unembedded (as in mfutils.metrics.forward_last_logits), not B x T rows
+        out = bundle.model.model(**batch.inputs, use_cache=True)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     keys = [cache.layers[l].keys for l in range(ad.n_layers)]
     values = [cache.layers[l].values for l in range(ad.n_layers)]
-    idx = (batch.lengths.to(out.logits.device) - 1)[:, None, None].expand(-1, 1, out.logits.shape[-1])
     return CleanRun([store["resid_pre"][l] for l in range(ad.n_layers)], keys, values, seen,
-                    out.logits.gather(1, idx)[:, 0], batch.lengths)
+                    unembed_last(bundle.model, out[0], batch.lengths), batch.lengths)
 
 
 @contextmanager

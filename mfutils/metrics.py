@@ -116,7 +116,12 @@ def forward_last_logits(model, inputs: dict, lengths: torch.Tensor) -> torch.Ten
     """
     # no key/value cache: nothing continues from this pass, and a checkpointed gradient pass
     # (mfutils.memory.checkpointed_layers) could not keep one
-    hidden = model.model(**inputs, use_cache=False)[0]  # (B, T, d), after the final norm
+    return unembed_last(model, model.model(**inputs, use_cache=False)[0], lengths)
+
+
+def unembed_last(model, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, V)`` logits of ``hidden`` ``(B, T, d)`` (the base model's output, after its final
+    norm) at each sample's last real position ``lengths - 1``."""
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return model.lm_head(hidden[rows, lengths.to(hidden.device) - 1])
 
