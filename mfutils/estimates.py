@@ -9,6 +9,8 @@ page labels every number here as an estimate until a run measures it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import pandas as pd
 
@@ -52,16 +54,26 @@ SUFFIX_TOKENS = {"text": 100, "text_context": 100, "instruction": 80, "constrain
 GPU_GIB = 80.0
 
 
+@lru_cache(maxsize=None)
+def _defaults(chapter: str) -> MappingProxyType:
+    """The chapter notebook's own parameter defaults (read once: every estimate needs them)."""
+    from .chapters import notebook_defaults
+
+    return MappingProxyType(notebook_defaults(chapter))
+
+
 def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dict, seq_len: int | None = None,
                       checkpointed: bool = False) -> float:
     """Forward-pass equivalents per conflict sample (a backward pass counts as two), as the
-    chapter's code runs them with ``params`` (a chapter's parameters; defaults if absent).
+    chapter's code runs them with ``params`` (a chapter's parameters; the notebook's own
+    defaults, :func:`mfutils.chapters.notebook_defaults`, for any it lacks).
 
     ``seq_len``: the prompt's tokens; with it, chapter 01's knockouts count the share of a pass
     the incremental engine recomputes (:data:`SUFFIX_TOKENS`), without it each counts as a
     full pass. Exhaustive head ablation counts each head from its own layer on.
     ``checkpointed``: chapters 04-05's gradient passes recompute their layers (as on a GPU,
     :func:`mfutils.memory.checkpoints`), one more forward pass each."""
+    params = {**_defaults(chapter), **params}
     controls = 2  # the per-model filter reads each conflict's image-only and text-only versions
     if chapter == "00_behaviour":
         # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
@@ -78,43 +90,52 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
             return 1 + sum(SUFFIX_TOKENS[target] / seq_len * layers for _, target in edges)
 
         p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES)))
-        if params.get("layout_controls", True):
+        if params["layout_controls"]:
             # on the first layout_samples conflicts per direction only
-            share = min(1.0, params.get("layout_samples", 8) / params.get("n_samples", 16))
+            share = min(1.0, params["layout_samples"] / params["n_samples"])
             p += share * len(LAYOUT_FIGURES) * sweep(POSITION_EDGES)
-        if params.get("saliency", True):
+        if params["saliency"]:
             p += 3
         return p + controls
+    # the failure pool (mfutils.evaluation.failure_pool) on synthetic data, the parameter files'
+    # default: the analysis conflicts plus HELDOUT_FACTOR x n_samples held-out-paraphrase ones,
+    # so per analysis conflict (there are 2 x n_samples) HELDOUT_FACTOR / 2 more, every one of
+    # them filtered by its two controls
+    from .evaluation import HELDOUT_FACTOR
+
+    pool = 1 + HELDOUT_FACTOR / 2
     if chapter == "02_deep_arbitration":
-        # lens at the last position and at every instruction token; target probe fit + test;
-        # decision probe fit states
-        return 2 + 2 + 1 + controls
+        # filter, lens at the last position; the pool (filtered whole, the conflicts again) read
+        # at the instruction tokens; target probe fit + test; the seed+1000 pool, filtered, read
+        # for the decision probe's fit
+        return controls + 1 + 2 * (pool * controls + pool) + 2
     if chapter == "03_mlp_inertia":
-        # the failure pool adds 4x as many held-out-paraphrase conflicts (each with its two
-        # filter controls), traced, mean-ablation fit, clean and ablated runs
-        return (1 + 4) * (1 + controls + 2) + 1
+        # the pool filtered and traced, the MLP means fitted on the seed+1000 conflicts, the pool
+        # ablated, and the general-ability controls (two per conflict of the pool's first half)
+        # read clean and ablated
+        return pool * (controls + 1) + 1 + pool + 2 * pool
     if chapter in ("04_sparse_heads", "05_causal_interventions"):
         from .head_scores import BACKWARD_COST, IG_STEPS, fast_passes
 
         # per sample: its conflict and its matched control are each scored by the fast scorer,
         # plain attribution and the direct score, and by exhaustive ablation when asked
-        one = fast_passes(total_heads, params.get("top_fraction", 0.05), n_layers) + (1 + BACKWARD_COST) + 1
+        one = fast_passes(total_heads, params["top_fraction"], n_layers) + (1 + BACKWARD_COST) + 1
         if checkpointed:
             one += IG_STEPS + 1  # each gradient pass (IG's steps, plain attribution) recomputes its layers
         # the incremental engine reruns each head's ablation from its own layer: on average
         # (L + 1) / (2 L) of a pass (head_scores.score_all counts the same)
         exhaustive = 1 + total_heads * mean_layer_share(n_layers)
-        scoring = 2 * (one + (exhaustive if params.get("exhaustive", True) else 0))
+        scoring = 2 * (one + (exhaustive if params["exhaustive"] else 0))
         if chapter == "04_sparse_heads":
             return scoring + controls
         from .causal import ALPHAS, FRACTIONS
 
-        fractions, n_random, alphas = len(FRACTIONS), params.get("n_random", 20), len(ALPHAS)
+        fractions, n_random, alphas = len(FRACTIONS), params["n_random"], len(ALPHAS)
         blocking = (1 + fractions * (1 + n_random)) * 2  # conflicts and their controls
-        # amplification runs over the failure pool (the conflicts plus 4x held-out paraphrases)
-        # its heads come from chapter 4's scores, read from chapter 4's finished run (the runner
-        # executes chapter 4 first; mfutils.head_scores.chapter4_scores); alpha = 1 is the clean pass
-        return blocking + (1 + 4) * (alphas + controls) + controls
+        # amplification runs over the failure pool (filtered whole, the conflicts again); alpha = 1
+        # is the clean pass. Its heads come from chapter 4's scores, read from chapter 4's
+        # finished run (the runner executes chapter 4 first; mfutils.head_scores.chapter4_scores)
+        return controls + blocking + pool * (controls + alphas)
     raise ValueError(f"unknown chapter {chapter!r}")
 
 
@@ -132,7 +153,7 @@ def estimate(card: ModelCard, chapter: str, n_samples: int, batch_size: int, dty
     """
     from . import memory
 
-    params = params or {}
+    params = {**_defaults(chapter), **(params or {})}
     t = card.image_tokens + TEXT_TOKENS
     b = BYTES[dtype]
     weights = card.params_b * 1e9 * b

@@ -157,8 +157,13 @@ def conflict_items(spec, bundle=None, seed_offset: int = 0) -> tuple[list[Item],
     return items, stats
 
 
-def failure_pool(spec, bundle, heldout_factor: int = 4, seed_offset: int = 0) -> tuple[list[Item], dict]:
-    """Conflicts on which the model's own failures are sought (chapters 03 and 05).
+#: held-out-paraphrase conflicts in a synthetic failure pool, per ``n_samples`` (the analysis
+#: conflicts are ``2 x n_samples``, both directions)
+HELDOUT_FACTOR = 4
+
+
+def failure_pool(spec, bundle, heldout_factor: int = HELDOUT_FACTOR, seed_offset: int = 0) -> tuple[list[Item], dict]:
+    """Conflicts on which the model's own failures are sought (chapters 02, 03 and 05).
 
     Failures are never made by editing the model: the pool is the analysis conflicts (the
     paper's two instruction sentences, :func:`conflict_items`) plus, on synthetic data,
