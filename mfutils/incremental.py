@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from .interventions import capture
-from .metrics import unembed_last
 from .interventions.heads import track_hook, hooks_removed_on_exit
+from .metrics import unembed_last
 
 
 @dataclass
