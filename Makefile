@@ -48,7 +48,7 @@ test: $(STAMP) chromium
 	$(PY) -m mfutils.runner html
 	$(PY) -m pytest tests -q
 	$(PY) -m mfutils.nbval_budget --budget-min $(NBVAL_BUDGET_MIN) $(NOTEBOOKS) \
-	  -- --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	  -- --nbval-sanitize-with tests/nbval_sanitize.cfg -p mfutils.nbval_tolerance -p no:cacheprovider
 	# the chapters nbval re-executed wrote into results/: report whether the files came out byte-identical
 	@if ! git rev-parse --git-dir >/dev/null 2>&1; then :; \
 	elif git diff --quiet -- results; then echo "results/: re-execution reproduced every committed file bit for bit"; \

@@ -24,6 +24,10 @@ the run; one left out never counts as passed. A prediction can still be wrong (a
 before any has shown this machine's pace, a busy machine), so a notebook still running when the
 budget ends is stopped, and the summary names it as not checked.
 
+Cheapest first alone would leave the same expensive chapter out of every CI run on a slow
+machine. So one notebook, chosen by the commit count (:func:`rotation_pick`), is validated before
+the cheapest: over as many consecutive commits as there are notebooks, each is first once.
+
 Every notebook given needs a recorded time when there is a budget: the runner records one
 whenever it executes a notebook, so a notebook without one was not executed by it, and a budget
 could never say whether it fits. Such a notebook stops the run before anything is re-executed
@@ -135,17 +139,30 @@ def next_cheapest(waiting: list[Outcome], done: list[Outcome]) -> Outcome:
     return min(waiting, key=lambda o: (o.predicted_s, o.notebook))
 
 
+def rotation_pick(notebooks: list[Path], timings: list[dict], turn: int) -> Path:
+    """The notebook this run validates first, before the cheapest: the ``turn``-th (modulo their
+    number) by recorded time, most expensive first. ``turn`` is the commit count of the tree
+    under test, so consecutive commits validate each notebook in turn: on a machine too slow for
+    the whole book, the expensive chapters are checked over consecutive runs, not never."""
+    ranked = sorted(notebooks, key=lambda nb: (-recorded_seconds(nb, timings), str(nb)))
+    return ranked[turn % len(ranked)]
+
+
 def run(notebooks: list[Path], timings: list[dict], budget_s: float, nbval_args: list[str],
-        run_one=None, clock=time.monotonic, here_gflops: float | None = None) -> list[Outcome]:
+        run_one=None, clock=time.monotonic, here_gflops: float | None = None,
+        first: Path | None = None) -> list[Outcome]:
     """Re-execute what fits ``budget_s`` (0: everything); ``run_one(notebook, timeout_s) ->
     passed``, ``None`` when stopped at ``timeout_s`` (the budget left; ``None``: no budget);
-    ``here_gflops``: this machine's probe (None: recorded times are taken as they are)."""
+    ``here_gflops``: this machine's probe (None: recorded times are taken as they are);
+    ``first``: the notebook validated before the cheapest (:func:`rotation_pick`), if it fits."""
     run_one = run_one or (lambda nb, timeout_s: _nbval(nb, nbval_args, timeout_s))
     start = clock()
     done: list[Outcome] = []
     waiting = plan(notebooks, timings, budget_s, here_gflops)
     while waiting:
         out = next_cheapest(waiting, done)
+        if first is not None and not done:
+            out = next(o for o in waiting if Path(o.notebook) == Path(first))
         waiting.remove(out)
         nb = Path(out.notebook)
         left = budget_s - (clock() - start)
@@ -184,6 +201,15 @@ def _nbval(notebook: Path, args: list[str], timeout_s: float | None = None) -> b
         return None
 
 
+def _commit_count() -> int:
+    """``git rev-list --count HEAD``: one more with every commit; 0 where there is no git."""
+    try:
+        out = subprocess.run(["git", "rev-list", "--count", "HEAD"], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 0
+
+
 def _minutes(seconds: float) -> str:
     return "unknown" if seconds == float("inf") else f"{seconds / 60:.1f} min"
 
@@ -210,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-min", type=float, default=40.0, help="wall-clock minutes for all notebooks; 0: no limit")
     ap.add_argument("--timings", default="book/_timings.json")
+    ap.add_argument("--turn", type=int, help="rotation turn (default: the commit count of HEAD, 0 outside git)")
     ap.add_argument("notebooks", nargs="+", type=Path)
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -230,8 +257,14 @@ def main(argv: list[str] | None = None) -> int:
 
         here = matmul_gflops()
         print(f"nbval: this machine's matrix-product probe: {here:g} GFLOP/s per thread", flush=True)
+    first = None
+    if args.budget_min and args.notebooks:
+        turn = _commit_count() if args.turn is None else args.turn
+        first = rotation_pick(args.notebooks, timings, turn)
+        print(f"nbval: this run validates {first} first (turn {turn} of the rotation over {len(args.notebooks)} "
+              "notebooks, most expensive first), then the cheapest that fit", flush=True)
     try:
-        outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args, here_gflops=here)
+        outcomes = run(args.notebooks, timings, args.budget_min * 60, nbval_args, here_gflops=here, first=first)
     except UnrecordedError as err:
         print(f"nbval: {err}", file=sys.stderr)
         return 2

@@ -194,3 +194,17 @@ def test_a_real_nbval_run_is_stopped_with_its_kernel(tmp_path, monkeypatch):
         time.sleep(0.2)
     else:
         raise AssertionError(f"kernel {pid} outlived its stopped nbval run")
+
+
+def test_the_rotation_validates_each_notebook_first_over_consecutive_commits():
+    picks = [nb.rotation_pick(BOOK, TIMINGS, turn) for turn in range(100, 100 + len(BOOK))]
+    assert sorted(map(str, picks)) == sorted(map(str, BOOK))
+    assert nb.rotation_pick(BOOK, TIMINGS, 0).stem == "01_shallow_routing"  # the most expensive at turn 0
+
+
+def test_the_rotations_pick_runs_before_the_cheapest_and_the_budget_still_holds():
+    m = Machine(pace=1.0)
+    first = Path("book/chapters/01_shallow_routing.ipynb")
+    out = nb.run(BOOK, TIMINGS, budget_s=450, nbval_args=[], run_one=m.run_one, clock=m.clock, first=first)
+    assert m.ran[0] == "01_shallow_routing" and m.ran[1:] == ["index"]
+    assert {Path(o.notebook).stem: o.status for o in out}["00_behaviour"] == "not re-executed (budget)"
