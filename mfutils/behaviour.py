@@ -3,6 +3,8 @@ modality alone."""
 
 from __future__ import annotations
 
+import typing
+
 from dataclasses import dataclass
 
 import pandas as pd
@@ -25,6 +27,12 @@ PAPER_BASELINE = {
 @dataclass(frozen=True)
 class BehaviourSpec(RunSpec):
     chapter: str = "00_behaviour"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "answer_distribution.csv", "answer_distribution.png", "following_ratio.csv", "following_ratio.png",
+        "phrasings.csv", "phrasings.parquet", "readouts.csv", "readouts.parquet", "results.json", "summary.csv",
+        "summary.parquet", "unseen_phrasings.csv", "unseen_phrasings.png",
+    )
     n_samples: int = 256
     n_boot: int = 1000
 

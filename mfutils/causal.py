@@ -10,6 +10,8 @@ every answer needs.
 
 from __future__ import annotations
 
+import typing
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,11 @@ ALPHAS = (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 10.0)
 @dataclass(frozen=True)
 class CausalSpec(RunSpec):
     chapter: str = "05_causal_interventions"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "amplification.csv", "amplification.parquet", "amplification.png", "blocking.csv", "blocking.parquet",
+        "blocking.png", "blocking_draws.csv", "blocking_draws.parquet", "results.json",
+    )
     n_samples: int = 32
     n_random: int = 5
     top_fraction: float = 0.05

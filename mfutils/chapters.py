@@ -143,7 +143,7 @@ def summary_table(per_chapter: dict[str, dict] | None = None, **overrides) -> pd
         spec = chapter_spec(chapter, **{**overrides, **(per_chapter or {}).get(chapter, {})})
         cmd = reproduce_command(chapter, overrides)
         try:
-            res = load_run(spec.run_dir()).get("results", {})
+            res = load_run(spec).get("results", {})
         except IncompleteResultsError as err:
             rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": "—", "paper": "—",
                          "ours": f"no finished run ({err.__class__.__name__})", "verdict": "not run", "command": cmd})

@@ -19,7 +19,7 @@ from .results import IncompleteResultsError, load_run
 
 def _run(chapter: str, params: dict) -> dict | None:
     try:
-        return load_run(chapter_spec(chapter, **params).run_dir())
+        return load_run(chapter_spec(chapter, **params))
     except IncompleteResultsError:
         return None
 

@@ -35,6 +35,8 @@ def dry_run(chapters: list[str], parameters: dict) -> list[str]:
             specs.append(chapter_spec(chapter, **parameters))
         except (ParameterError, TypeError, ValueError) as err:
             problems.append(f"{chapter}: {err}")
+    if problems:  # before the model: building it takes a minute and a gigabyte, and cannot fix a typo
+        raise DryRunError("dry run found problems:\n  - " + "\n  - ".join(problems))
     if specs:
         report.append(f"parameters: ok for {len(specs)} chapter(s)")
         s = specs[0]

@@ -19,6 +19,8 @@ scores a toy module in the tests and a 7B model on a GPU, with one model copy in
 
 from __future__ import annotations
 
+import typing
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,6 +41,10 @@ Metric = Callable[[], torch.Tensor]
 @dataclass(frozen=True)
 class HeadsSpec(RunSpec):
     chapter: str = "04_sparse_heads"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "head_maps.csv", "head_maps.png", "results.json", "scores.npz", "sparsity.csv", "sparsity.png",
+    )
     n_samples: int = 32
     top_fraction: float = 0.05
     # single-head ablation needs 1 + (number of heads) passes per sample: the tiny organism's
@@ -373,7 +379,7 @@ def chapter4_scores(spec, bundle) -> tuple[dict[str, dict], str]:
 
     ch04 = chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
     try:
-        done = load_run(ch04.run_dir())
+        done = load_run(ch04)
     except IncompleteResultsError:
         done = None
     if done is not None and done["spec"] == ch04.to_dict() and (done["dir"] / "scores.npz").exists():

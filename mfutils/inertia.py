@@ -9,6 +9,8 @@ ratio; the causal result enters the failure claims' verdicts (:mod:`mfutils.rule
 
 from __future__ import annotations
 
+import typing
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,12 @@ from .params import RunSpec
 @dataclass(frozen=True)
 class InertiaSpec(RunSpec):
     chapter: str = "03_mlp_inertia"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "contributions.csv", "contributions.parquet", "failed_vs_followed.csv", "failed_vs_followed.png",
+        "mlp_ablation.csv", "mlp_ablation.parquet", "mlp_average.csv", "mlp_average.png", "results.json",
+        "stage1.csv", "stage1.parquet", "stage1_failures.csv", "stage1_failures.png",
+    )
     n_samples: int = 64
     n_boot: int = 500
 

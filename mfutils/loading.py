@@ -108,6 +108,10 @@ def _restore_hint(model_id: str) -> str:
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+#: a local model folder needs one of these to tokenize its prompts
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def check_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "float32"):
     """Everything :func:`load_model` checks before it reads weights (the dry run's model check).
 
@@ -144,6 +148,9 @@ def check_model(model_id: str = ORGANISM_ID, device: str = "cpu", dtype: str = "
         ) from err
     # fail on the family before touching the (possibly large) weights
     adapter_for(_ConfigOnly(config))
+    if looks_local and not any((local / n).exists() for n in TOKENIZER_FILES):
+        raise CorruptCheckpointError(f"model folder {local} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}). "
+                                     + _restore_hint(model_id))
     if looks_local:
         found = {n: local / n for n in WEIGHT_FILES if (local / n).exists()}
     else:

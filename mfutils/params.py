@@ -56,6 +56,8 @@ class RunSpec:
             _check_type(self, f)
         if self.n_samples <= 0 or self.batch_size <= 0 or self.num_threads <= 0:
             raise ParameterError("n_samples, batch_size and num_threads must be positive")
+        if self.seed < 0:  # numpy's generators take no negative seed: say so here, not in the kernel
+            raise ParameterError(f"seed must be 0 or more, got {self.seed}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ParameterError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 

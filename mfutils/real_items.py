@@ -29,15 +29,30 @@ def _rows(path: Path) -> list:
             "EchoDreamer/Modality-Following (folder data/, commits 81b5c38 and 1369c67); "
             "see the book's 'Re-executing on a GPU' page for where to put them."
         )
-    text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFileError(f"{path} is not valid JSON/JSONL: {err}") from err
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFileError(f"data file {path} cannot be read: {err}") from err
+    if path.suffix == ".jsonl":
+        data = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                # json's own position counts within the line; the file's line is what a reader looks up
+                raise DataFileError(f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}): "
+                                    f"{line[:120]!r}") from err
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFileError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(data, list):
         raise DataFileError(f"{path}: expected a JSON list of items, got {type(data).__name__}")
+    if not data:
+        raise DataFileError(f"{path} holds no items: a data file needs at least one conflict row")
     return data
 
 

@@ -4,14 +4,25 @@ A run writes into ``<run_dir>.partial/``; :meth:`RunWriter.finish` writes a mani
 (``_COMPLETE.json`` with each file's SHA-256) and renames the folder into place in one step.
 A crash leaves only the ``.partial`` folder -- the finished results of an earlier run with
 the same parameters stay intact until the new run finishes.
+
+Two runs of the same parameters would write into the same ``.partial`` folder, each emptying
+it for the other (seen: two ``execute 00`` started 2 s apart, the first "finished" without two
+of its files). So a writer holds a lock on ``<run_dir>.lock`` from its start to its finish, and
+a second writer is refused with a message naming the first; the operating system releases the
+lock when its process ends, however it ends. A run finishes only with every file its chapter
+declares (``spec.OUTPUTS``), and :func:`load_run` given a spec accepts a folder only with them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +34,35 @@ MANIFEST = "_COMPLETE.json"
 
 class IncompleteResultsError(FileNotFoundError):
     """A results folder without a completion manifest (never finished, or tampered with)."""
+
+
+class RunInProgressError(RuntimeError):
+    """Another run with the same parameters is writing the same results folder."""
+
+
+def _lock(final: Path):
+    """Hold ``<final>.lock`` (non-blocking); the open file, whose closing releases it.
+
+    The file stays (removing it would let a third run lock a fresh file while a second still
+    holds the old one); it records the holder, for the refusal's message."""
+    path = final.with_name(final.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that did not say"
+        handle.close()
+        raise RunInProgressError(
+            f"{final} is being written by another run with the same parameters ({holder}). Two runs would empty "
+            "each other's files: wait for it to finish, or stop it, then run again.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+                 f", {' '.join(sys.argv[:2])}\n")
+    handle.flush()
+    return handle
 
 
 def _json_default(obj):
@@ -44,6 +84,7 @@ class RunWriter:
         self.spec = spec
         self.final = spec.run_dir()
         self.tmp = self.final.with_name(self.final.name + ".partial")
+        self._lock = _lock(self.final)  # before the partial folder is touched
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
@@ -76,6 +117,13 @@ class RunWriter:
         return p
 
     def finish(self) -> Path:
+        """Write the manifest and move the folder into place; refuses (the finished folder of an
+        earlier run untouched, this run's partial folder kept) if a declared output is missing."""
+        missing = [n for n in getattr(self.spec, "OUTPUTS", ()) if not (self.tmp / n).is_file()]
+        if missing:
+            raise IncompleteResultsError(
+                f"run not finished: {', '.join(missing)} missing from {self.tmp} (declared by {type(self.spec).__name__}"
+                f".OUTPUTS); {self.final} is unchanged")
         files = {
             str(f.relative_to(self.tmp)): hashlib.sha256(f.read_bytes()).hexdigest()
             for f in sorted(self.tmp.rglob("*"))
@@ -90,12 +138,21 @@ class RunWriter:
         os.replace(self.tmp, self.final)
         if old.exists():
             shutil.rmtree(old)
+        self._lock.close()
         return self.final
 
 
-def load_run(run_dir: Path | str, verify: bool = True) -> dict:
-    """The finished run's ``results.json`` and spec; raises if the run never finished."""
-    run_dir = Path(run_dir)
+def load_run(run: "Path | str | RunSpec", verify: bool = True) -> dict:
+    """The finished run's ``results.json`` and spec; raises if the run never finished.
+
+    ``run``: a results folder, or a spec (its folder; then every file the spec declares must be
+    there too)."""
+    declared = getattr(run, "OUTPUTS", ()) if isinstance(run, RunSpec) else ()
+    run_dir = run.run_dir() if isinstance(run, RunSpec) else Path(run)
+    missing = [n for n in declared if not (run_dir / n).is_file()]
+    if (run_dir / MANIFEST).exists() and missing:
+        raise IncompleteResultsError(f"{run_dir} lacks {', '.join(missing)}, which its chapter declares: re-run the "
+                                     "chapter with the same parameters")
     manifest = run_dir / MANIFEST
     if not manifest.exists():
         raise IncompleteResultsError(

@@ -28,6 +28,8 @@ the binary constraint (full-vocabulary p_f), which the chapter compares.
 
 from __future__ import annotations
 
+import typing
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +60,15 @@ def edge_name(source: str, target: str) -> str:
 @dataclass(frozen=True)
 class RoutingSpec(RunSpec):
     chapter: str = "01_shallow_routing"
+    #: the files a finished run holds (:meth:`mfutils.results.RunWriter.finish` refuses to finish without them)
+    OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
+        "curves.csv", "curves.parquet", "figure2_coarse.csv", "figure2_coarse.png", "figure3_anchors.csv",
+        "figure3_anchors.png", "figure3_unconstrained.csv", "figure3_unconstrained.png", "log_odds_effects.csv",
+        "log_odds_effects.png", "position_instruction_after_constraint.csv",
+        "position_instruction_after_constraint.png", "position_neutral_after_instruction.csv",
+        "position_neutral_after_instruction.png", "results.json", "saliency_flow.csv", "saliency_flow.png",
+        "stability.csv", "stability.parquet", "sweep.csv", "sweep.parquet",
+    )
     n_samples: int = 16
     window: int = 3
     layout_controls: bool = True

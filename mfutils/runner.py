@@ -32,7 +32,11 @@ from .sources import SUFFIX, write_notebook
 NOTEBOOKS = "notebooks"
 EXECUTED = Path("book") / "chapters"
 TIMINGS = Path("book") / "_timings.json"
-DEFAULT_TIMEOUT = 1200  # seconds per chapter on the organism (2 CPU cores)
+#: seconds a cell may run on the machine that executed the book; the longest cell there took under
+#: 5 minutes, and busy or older 2-core machines ran chapters up to 7.6x slower (2026-12-06)
+DEFAULT_TIMEOUT = 1800
+#: a whole chapter may take this many per-cell limits before the runner stops it as hung
+CHAPTER_GUARD = 4
 #: exit status of an interrupted run (128 + SIGINT, as a shell reports it)
 INTERRUPTED = 130
 
@@ -60,6 +64,23 @@ def notebooks(root: Path | None = None) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def scaled_timeout(base: int = DEFAULT_TIMEOUT, root: Path | None = None) -> tuple[int, str]:
+    """The per-cell limit on this machine: ``base`` x (the book's machine's matrix-product probe
+    over this one's) when this one is slower, never less than ``base``. Returns ``(seconds, why)``."""
+    from .machine import matmul_gflops
+
+    path = (root or project_root()) / TIMINGS
+    recorded = [t.get("environment", {}).get("matmul_gflops") for t in
+                (json.loads(path.read_text()) if path.exists() else [])]
+    recorded = sorted(g for g in recorded if g)
+    if not recorded:
+        return base, f"per-cell limit {base} s (no recorded machine to compare with)"
+    book, here = recorded[len(recorded) // 2], matmul_gflops()
+    factor = max(1.0, book / here)
+    return int(base * factor), (f"per-cell limit {int(base * factor)} s ({base} s x {factor:.2f}: this machine's probe "
+                                f"{here:g} GFLOP/s per thread against the book's {book:g})")
+
+
 def _parse_value(text: str):
     """papermill-style ``-p`` values: int, float, bool, else string."""
     for cast in (int, float):
@@ -84,8 +105,12 @@ def execute_one(src: Path, dst: Path, parameters: dict, timeout: int) -> dict:
         # papermill carried on to the next chapter (measured)
         proc = subprocess.Popen(cmd, cwd=project_root(), start_new_session=True)
         try:
-            proc.wait(timeout=timeout + 120)
-        except subprocess.TimeoutExpired:  # papermill's own per-cell limit did not fire
+            # a guard for a hang that papermill's per-cell limit does not catch, not a chapter budget
+            proc.wait(timeout=CHAPTER_GUARD * timeout + 120)
+        except subprocess.TimeoutExpired:
+            print(f"\nchapter {src.stem}: still running after {CHAPTER_GUARD * timeout + 120} s, though no cell passed "
+                  f"its {timeout} s limit; stopped. Run again with a larger --timeout if this machine is this slow.",
+                  file=sys.stderr, flush=True)
             _stop(proc)
         except BaseException:  # Ctrl-C: stop the chapter, keep its partial notebook
             _stop(proc)
@@ -123,12 +148,17 @@ def _one(src: str, dst: str, parameters: str, timeout: str, stats: str) -> int:
     # the parent stops a chapter with SIGTERM; as KeyboardInterrupt it unwinds papermill, which
     # shuts its kernel down, instead of killing this process with the kernel left running
     signal.signal(signal.SIGTERM, _interrupted)
+    # the kernel inherits file descriptor 2: its own noise (a TCP warning, and on a stop a
+    # 20-line traceback of a closed socket) goes to a log beside the stats, and this process's
+    # messages to the terminal
+    terminal = os.dup(2)
+    with open(Path(stats).with_name("kernel.log"), "w") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1)
     try:
         code = _run_papermill(src, dst, parameters, timeout)
     except KeyboardInterrupt:
-        print(f"\nchapter {Path(src).stem} interrupted; the finished notebook at {dst} is untouched",
-              file=sys.stderr)
-        code = INTERRUPTED
+        code = INTERRUPTED  # the parent says what was stopped and what exists, in one line
     # the kernel is this process's child: its peak resident memory is the chapter's
     kernel = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     Path(stats).write_text(json.dumps({"peak_rss_mb": round(kernel)}))
@@ -140,6 +170,7 @@ def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
     import tempfile
 
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     dst_path = Path(dst)
@@ -159,6 +190,12 @@ def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
         except PapermillExecutionError as err:
             print(f"\nchapter {Path(src).stem} failed in cell {err.cell_index} (execution count {err.exec_count}): "
                   f"{err.ename}: {err.evalue}\n(partial notebook kept at {tmp})", file=sys.stderr)
+            return 1
+        except CellTimeoutError:
+            print(f"\nchapter {Path(src).stem}: a cell ran past the per-cell limit of {int(timeout)} s and was stopped. "
+                  "This machine may be slower or busier than the one the limit was set for; run again with a larger "
+                  f"limit, e.g. `python -m mfutils.runner execute {Path(src).stem[:2]} --timeout {2 * int(timeout)}`."
+                  f"\n(partial notebook kept at {tmp})", file=sys.stderr)
             return 1
     _strip_volatile(tmp)
     os.replace(tmp, dst_path)  # only a finished chapter replaces the committed one
@@ -240,11 +277,14 @@ def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: i
     for i, (src, dst) in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {src.stem} ...", flush=True)
         try:
-            result = execute_one(src, dst, parameters, timeout)
+            with _notebook_lock(dst):
+                result = execute_one(src, dst, parameters, timeout)
         except KeyboardInterrupt:
             partial = dst.with_name(dst.stem + ".partial.ipynb")
-            print(f"\n[{i}/{len(selected)}] {src.stem}: INTERRUPTED; the committed {dst.name} is untouched"
-                  + (f"; partial notebook at {partial}" if partial.exists() else ""), file=sys.stderr, flush=True)
+            print(f"\n[{i}/{len(selected)}] {src.stem}: interrupted. "
+                  + (f"{dst} is as it was before this run" if dst.exists() else f"{dst} does not exist (never executed)")
+                  + (f"; the cells run so far are in {partial}" if partial.exists() else "")
+                  + "; its results folder was not finished, so no chapter reads it.", file=sys.stderr, flush=True)
             if timings and record:  # the chapters that did finish are recorded as finished
                 _record(root, timings)
             raise SystemExit(INTERRUPTED) from None
@@ -256,6 +296,39 @@ def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: i
     if record:  # only the organism defaults describe the book
         _record(root, timings)
     return timings
+
+
+class ChapterBusyError(SystemExit):
+    """Another runner is executing the same chapter into the same notebook."""
+
+
+def _notebook_lock(dst: Path):
+    """Hold ``<dst>.lock`` while the chapter executes; refuse (exit 2) if another runner holds it.
+
+    Two runs of one chapter would share its ``.partial.ipynb`` and its results folder (which
+    :class:`mfutils.results.RunWriter` locks too, from inside the kernel, for runs from a notebook)."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held():
+        path = dst.with_name(dst.name + ".lock")
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                print(f"{dst.stem} is being executed by another runner ({holder}); wait for it to finish or stop it, "
+                      "then run again", file=sys.stderr, flush=True)
+                raise ChapterBusyError(2) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
+            handle.flush()
+            yield
+
+    return held()
 
 
 def _slug(parameters: dict) -> str:
@@ -374,6 +447,28 @@ def html() -> None:
     print(f"book: {root / '_build' / 'html' / 'index.html'}")
 
 
+def read_params_file(path: Path) -> dict:
+    """A parameters file: a YAML mapping of parameter names to values. Raises ``ValueError``
+    with one clear sentence for a missing file, a file that is not YAML, or YAML of another shape."""
+    import yaml
+
+    if not path.is_file():
+        raise ValueError(f"parameters file {path} not found; the families' files are in notebooks/params/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        raise ValueError(f"parameters file {path} is not valid YAML"
+                         + (f" (line {where.line + 1}, column {where.column + 1})" if where else "")
+                         + f": {getattr(err, 'problem', None) or err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ValueError(f"parameters file {path} must be a mapping of parameter names to values (`n_samples: 64`), "
+                         f"not a YAML {type(data).__name__}")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_one":
@@ -384,15 +479,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", help="chapter name prefixes (default: all)")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="chapter parameter")
     ap.add_argument("--params-file", help="YAML file of chapter parameters (e.g. notebooks/params/llava-1.5-7b.yaml)")
-    ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per chapter")
+    ap.add_argument("--timeout", type=int, help=f"seconds a cell may run (default: {DEFAULT_TIMEOUT}, scaled up on a "
+                    "machine slower than the book's)")
     ap.add_argument("--out", help="folder for the executed notebooks (default: the book, or _executed/ for non-default parameters)")
     args = ap.parse_args(argv)
+    stems = [src.stem for src, _ in notebooks()]
+    unknown = [n for n in args.names if not any(stem.startswith(n) for stem in stems)]
+    if unknown:
+        print(f"no chapter or page matches {', '.join(unknown)}; names (or their prefixes): {', '.join(stems)}",
+              file=sys.stderr)
+        return 2
     parameters: dict = {}
     if args.params_file:
-        import yaml
-
-        parameters.update(yaml.safe_load(Path(args.params_file).read_text()) or {})
+        try:
+            parameters.update(read_params_file(Path(args.params_file)))
+        except ValueError as err:
+            print(err, file=sys.stderr)
+            return 2
     parameters.update({k: _parse_value(v) for k, v in args.p})
+    if args.command in ("all", "execute", "compare"):
+        if args.timeout is None:
+            args.timeout, why = scaled_timeout()
+            print(why, flush=True)
     t0 = time.perf_counter()
     if args.command in ("all", "execute", "check"):
         from .chapters import CHAPTERS

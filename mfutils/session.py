@@ -53,8 +53,8 @@ def start(spec: RunSpec) -> Session:
     from .memory import cap_batch, checkpoints, takes_gradients
 
     configure(spec)
+    writer = RunWriter(spec)  # first: a second run of the same parameters is refused before loading a model
     bundle = load_model(spec.model_id, device=spec.device, dtype=spec.dtype)
-    writer = RunWriter(spec)
     size, why = cap_batch(bundle, spec.batch_size, takes_gradients(spec.chapter, spec.to_dict()),
                           checkpoints(spec.chapter, bundle.device.type))
     if why:

@@ -88,6 +88,7 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
     from mfutils import chapters, head_scores
     from mfutils.causal import CausalSpec
     from mfutils.results import RunWriter
+    from tests.helpers import fill_declared
 
     spec = CausalSpec(model_id="organism", n_samples=3, control_filter=False, output_dir=str(tmp_path),
                       batch_size=4, num_threads=1)
@@ -99,6 +100,7 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
     def finished_ch04(s):
         w = RunWriter(s)
         head_scores.save_scores(w.path("scores.npz"), computed)
+        fill_declared(w)
         w.finish()
 
     finished_ch04(ch04)

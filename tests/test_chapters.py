@@ -11,6 +11,7 @@ from mfutils.dryrun import DryRunError, dry_run
 from mfutils.head_scores import verdicts as head_verdicts
 from mfutils.params import ParameterError
 from mfutils.results import RunWriter
+from tests.helpers import fill_declared
 
 
 def test_chapter_spec_reads_the_notebook_defaults_and_ignores_other_chapters_parameters():
@@ -30,6 +31,7 @@ def test_summary_reads_finished_runs_only(tmp_path):
     spec = chapters.chapter_spec("02_deep_arbitration", output_dir=out)
     w = RunWriter(spec)
     w.write_json("results.json", {"verdicts": [{"claim": "c", "paper": "p", "ours": "0.5 [0.4, 0.6]", "verdict": "partly"}]})
+    fill_declared(w)
     unfinished = chapters.summary_table(output_dir=out)
     assert "partly" not in set(unfinished["verdict"])  # an unfinished run is never read
     w.finish()
@@ -46,6 +48,7 @@ def test_the_comparison_run_gets_its_own_column_judged_by_the_same_claims(tmp_pa
     for spec, ours in ((book_spec, "0.9 [0.8, 1.0]"), (tiny_spec, "0.1 [0.0, 0.2]")):
         w = RunWriter(spec)
         w.write_json("results.json", {"verdicts": [{"claim": "c", "paper": "p", "ours": ours, "verdict": "partly"}]})
+        fill_declared(w)
         w.finish()
     table = chapters.comparison_table(output_dir=out)
     labels = [chapters.MODEL_LABELS[book_spec.model_id], chapters.MODEL_LABELS["organism"]]
@@ -63,8 +66,12 @@ def test_the_comparison_run_gets_its_own_column_judged_by_the_same_claims(tmp_pa
 def test_dry_run_reports_every_problem_at_once():
     assert any("model: pretrained-organism" in line for line in dry_run(["00_behaviour"], {}))
     with pytest.raises(DryRunError) as err:
+        dry_run(["00_behaviour"], {"model_id": "./no/such/model", "data": "/no/such/following_vision.json"})
+    assert "no config.json" in str(err.value) and "not found" in str(err.value)
+    # a parameter error stops the check before the model, whose building cannot fix it
+    with pytest.raises(DryRunError) as err:
         dry_run(["00_behaviour"], {"n_sampels": 3, "model_id": "./no/such/model"})
-    assert "n_sampels" in str(err.value) and "no config.json" in str(err.value)
+    assert "n_sampels" in str(err.value) and "no config.json" not in str(err.value)
 
 
 def test_head_and_behaviour_verdicts():
