@@ -118,3 +118,15 @@ def test_environment_page_names_each_chapters_cpu_and_its_probe_where_recorded(t
     assert "| 00_behaviour | then | 127.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, 2 CPUs |" in page
     assert "| 03_mlp_inertia | now | 900.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, AMD EPYC, 2 CPUs, 34.8 GFLOP/s per thread |" in page
     assert "| cpu |" not in page  # hardware sits in the timing table, not among the package versions
+
+
+def test_a_second_runner_of_the_same_chapter_is_refused_with_a_message(tmp_path, capsys):
+    src, dst = tmp_path / "00_x.ipynb", tmp_path / "out" / "00_x.ipynb"
+    _notebook(src, "print('never run')")
+    dst.parent.mkdir()
+    with runner._notebook_lock(dst):  # the first run, still executing
+        with pytest.raises(SystemExit) as stop:
+            runner.run_selected([(src, dst)], {}, 60)
+    assert stop.value.code == 2
+    assert f"00_x is being executed by another runner (pid {os.getpid()}" in capsys.readouterr().err
+    assert not dst.exists()
