@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
-VENV := .venv
+# the environment make installs into: a venv it creates, or a conda env's prefix (VENV=$$CONDA_PREFIX)
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -27,6 +28,7 @@ python-check:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "this book needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + ". Name a newer one: make book PYTHON=python3.12")'
 	@want=$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])'); \
 	if [ -d $(VENV) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])' 2>/dev/null)" != "$$want" ]; then \
+	  if [ "$(VENV)" != .venv ]; then echo "$(VENV) holds another Python than $(PYTHON) $$want; activate that environment or name its python with PYTHON=" >&2; exit 1; fi; \
 	  echo "$(VENV) was made by another Python than $(PYTHON) $$want (or is broken): rebuilding it"; rm -rf $(VENV); fi
 
 $(STAMP): pyproject.toml requirements.lock | python-check
@@ -51,24 +53,24 @@ $(STAMP): pyproject.toml requirements.lock | python-check
 
 ## build the whole book on the organism: run every chapter through papermill, then the HTML
 book: $(STAMP)
-	$(PY) -m mfutils.runner all
+	$(PY) -m mfutils all
 
 ## execute the chapters only (no HTML)
 chapters: $(STAMP)
-	$(PY) -m mfutils.runner execute
+	$(PY) -m mfutils execute
 
 ## build the HTML from the already executed chapters (execution off, warnings are errors)
 html: $(STAMP)
-	$(PY) -m mfutils.runner html
+	$(PY) -m mfutils html
 
 ## every test: unit and tiny-model tests, the site in a headless browser, then nbval over
 ## the executed book (re-executes each page and compares its outputs with the committed ones,
-## cheapest first, as many as NBVAL_BUDGET_MIN holds at this machine's pace: mfutils/nbval_budget.py)
+## cheapest first, as many as NBVAL_BUDGET_MIN holds at this machine's pace: mfutils/book/nbval_budget.py)
 test: $(STAMP) chromium
-	$(PY) -m mfutils.runner html
+	$(PY) -m mfutils html
 	$(PY) -m pytest tests -q
-	$(PY) -m mfutils.nbval_budget --budget-min $(NBVAL_BUDGET_MIN) $(NOTEBOOKS) \
-	  -- --nbval-sanitize-with tests/nbval_sanitize.cfg -p mfutils.nbval_tolerance -p no:cacheprovider
+	$(PY) -m mfutils.book.nbval_budget --budget-min $(NBVAL_BUDGET_MIN) $(NOTEBOOKS) \
+	  -- --nbval-sanitize-with tests/nbval_sanitize.cfg -p mfutils.book.nbval_tolerance -p no:cacheprovider
 	# the chapters nbval re-executed wrote into results/: report whether the files came out byte-identical
 	@if ! git rev-parse --git-dir >/dev/null 2>&1; then :; \
 	elif git diff --quiet -- results; then echo "results/: re-execution reproduced every committed file bit for bit"; \
@@ -92,12 +94,12 @@ test-fast: $(STAMP)
 
 ## optional: train the pretrained organism's tower, projector and LoRA (deterministic, 31 minutes on 2 cores; see the README)
 pretrained-organism: $(STAMP)
-	$(PY) -m mfutils.train_pretrained --bank sparse-verbs --steps 700 --decay-steps 300 --learnt-at 1.01 \
+	$(PY) -m mfutils.models.train_pretrained --bank sparse-verbs --steps 700 --decay-steps 300 --learnt-at 1.01 \
 	  --text-steps 400 --lr 0.001 --out models/pretrained_organism
 
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)
-	$(PY) -m mfutils.train_organism --out models/organism
+	$(PY) -m mfutils.models.train_organism --out models/organism
 
 ## speed and memory on the organism: head scorers, threads, per-chapter time and peak memory
 bench: $(STAMP)

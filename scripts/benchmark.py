@@ -30,12 +30,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mfutils import estimates, evaluation, head_scores, memory, session
-from mfutils.chapters import CHAPTERS, chapter_spec
-from mfutils.encoding import encode
-from mfutils.head_scores import HeadsSpec
-from mfutils.paths import project_root
-from mfutils.runner import BENCHMARK, write_environment_page
+from mfutils.book import estimates, session
+from mfutils.findings import evaluation, head_scores
+from mfutils.engine import memory
+from mfutils.book.chapters import CHAPTERS, chapter_spec
+from mfutils.engine.encoding import encode
+from mfutils.findings.head_scores import HeadsSpec
+from mfutils.runs.paths import project_root
+from mfutils.book.runner import BENCHMARK, write_environment_page
 
 
 def bench_scorers(bundle, n_samples: int) -> dict:
@@ -67,10 +69,10 @@ def bench_scorers(bundle, n_samples: int) -> dict:
 def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> tuple[list[dict], list[dict]]:
     """Naive versus incremental recomputation, measured in this run: forward-equivalents per
     sample, wall time and the largest difference of the answers' logit difference; and the
-    knockout sweep's work per edge (:func:`mfutils.routing.knockout_sweep`'s ``by_edge``).
+    knockout sweep's work per edge (:func:`mfutils.findings.routing.knockout_sweep`'s ``by_edge``).
     ``control_filter``: off for an untrained stand-in, which answers no control right."""
-    from mfutils import routing
-    from mfutils.metrics import answer_tokens
+    from mfutils.findings import routing
+    from mfutils.engine.metrics import answer_tokens
 
     spec = routing.RoutingSpec(n_samples=n_samples, control_filter=control_filter)
     items, _ = evaluation.conflict_items(spec, bundle)
@@ -99,7 +101,7 @@ def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> tuple[l
     batch = encode(bundle, conflicts).to(bundle.device, bundle.dtype)
     answers = [answer_tokens(bundle.tokenizer, it) for it in conflicts]
     L, H = ad.n_layers, ad.n_heads
-    from mfutils import incremental
+    from mfutils.engine import incremental
 
     results = {}
     for engine in ("naive", "incremental", "incremental, heads tiled"):
@@ -113,7 +115,7 @@ def bench_engine(bundle, n_samples: int, control_filter: bool = True) -> tuple[l
                 results[engine] = head_scores.ablation_per_sample(
                     ad, head_scores.model_metric(bundle, batch, answers),
                     metric_from=head_scores.incremental_metric(bundle, run, answers))
-            else:  # several heads per pass over the tiled batch, as many as the chapters take (mfutils.memory)
+            else:  # several heads per pass over the tiled batch, as many as the chapters take (mfutils.engine.memory)
                 k = memory.heads_per_pass(bundle, len(conflicts), batch.inputs["input_ids"].shape[1])
                 results[engine] = head_scores.ablation_tiled(bundle, run, answers, k)
                 engine = f"incremental, {k} head(s) per pass"
@@ -131,12 +133,12 @@ def pretrained_bundle():
     are not shipped yet, the same architecture (SmolLM2-135M-Instruct's real weights, a tower,
     a projector) after a two-step training into a temporary folder, labelled as untrained.
     Cost and engine equality do not depend on what the parts learnt."""
-    from mfutils import pretrained_organism as po
-    from mfutils.loading import load_model
+    from mfutils.models import pretrained_organism as po
+    from mfutils.models.loading import load_model
 
     if (po.pretrained_dir() / po.PARTS_FILE).exists():
         return load_model("pretrained-organism"), "pretrained-organism"
-    from mfutils.train_pretrained import PretrainedTrainConfig, train
+    from mfutils.models.train_pretrained import PretrainedTrainConfig, train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pretrained-"))
     po.pretrained_dir = lambda: tmp / "parts"
@@ -169,10 +171,10 @@ def bench_threads(bundle, repeats: int = 5) -> list[dict]:
 
 @torch.enable_grad()  # the chapters' session turns gradients off
 def bench_training(steps: int = 12) -> list[dict]:
-    from mfutils import synthetic
-    from mfutils.loading import organism_card
-    from mfutils.organism import OrganismConfig, build_model, build_processor
-    from mfutils.training import TrainConfig, accumulate_gradients, parse_mix, seed_everything, stage_two_optimizer
+    from mfutils.data import synthetic
+    from mfutils.models.loading import organism_card
+    from mfutils.models.organism import OrganismConfig, build_model, build_processor
+    from mfutils.models.training import TrainConfig, accumulate_gradients, parse_mix, seed_everything, stage_two_optimizer
 
     card = organism_card()
     arch, cfg = OrganismConfig(**card["architecture"]), TrainConfig(**card["train_config"])
@@ -203,16 +205,16 @@ def bench_training(steps: int = 12) -> list[dict]:
 def bench_chapters(run: bool) -> list[dict]:
     root = project_root()
     if run:
-        from mfutils.runner import execute
+        from mfutils.book.runner import execute
 
         with tempfile.TemporaryDirectory() as tmp:
             timings = execute(list(CHAPTERS), {}, 1800, Path(tmp))
     else:
         path = root / "book" / "_timings.json"
         timings = json.loads(path.read_text()) if path.exists() else []
-    from mfutils.chapters import comparison_overrides
+    from mfutils.book.chapters import comparison_overrides
 
-    from mfutils.loading import lm_shape
+    from mfutils.models.loading import lm_shape
 
     rows, shapes = [], {}  # model -> (layers, heads), read from its files without loading it
     for t in timings:
@@ -241,7 +243,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     spec = HeadsSpec(n_samples=args.samples)
     session.configure(spec)
-    from mfutils.loading import load_model
+    from mfutils.models.loading import load_model
 
     bundle = load_model("organism")
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.machine()},
@@ -282,8 +284,8 @@ def main(argv=None) -> int:
             print(f"total, {model}: {g['seconds'].sum():.0f} s")
     else:
         print("no timings: run `make book` or pass --chapters")
-    print("\n## GPU plan (estimates from mfutils.estimates, each chapter at its defaults, exhaustive off)\n")
-    from mfutils.chapters import notebook_defaults
+    print("\n## GPU plan (estimates from mfutils.book.estimates, each chapter at its defaults, exhaustive off)\n")
+    from mfutils.book.chapters import notebook_defaults
 
     gpu = estimates.estimates_table({ch: {**notebook_defaults(ch), "exhaustive": False} for ch in CHAPTERS})
     report["gpu_estimates"] = gpu.to_dict(orient="records")

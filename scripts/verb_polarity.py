@@ -6,7 +6,7 @@ asked in plain English, already tells the bank's verbs of following from its ver
 the knowledge is there and training fails to use it; if it cannot, no recipe over the same base
 can count on it for a verb it never trained on.
 
-Only the banks' own verbs are asked (``synthetic._FOLLOW_VERBS`` + ``_FOLLOW_VERBS_MORE`` and the
+Only the banks' own verbs are asked (``instruction_banks._FOLLOW_VERBS`` + ``_FOLLOW_VERBS_MORE`` and the
 avoid lists), never a validation or test sentence, so the held-out sets stay unread.
 
     python scripts/verb_polarity.py [--threads 2] [--json out.json]
@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mfutils import pretrained_organism as po  # noqa: E402
-from mfutils import synthetic  # noqa: E402
+from mfutils.models import pretrained_organism as po  # noqa: E402
+from mfutils.data import instruction_banks  # noqa: E402
 
 #: ``{verb}`` the imperative as the banks write it ("Go by"), ``{m}`` the modality word
 QUESTIONS = (
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, tok = po.load_base()
     model.eval()
-    follow = synthetic._FOLLOW_VERBS + synthetic._FOLLOW_VERBS_MORE
-    avoid = synthetic._AVOID_VERBS + synthetic._AVOID_VERBS_MORE
+    follow = instruction_banks._FOLLOW_VERBS + instruction_banks._FOLLOW_VERBS_MORE
+    avoid = instruction_banks._AVOID_VERBS + instruction_banks._AVOID_VERBS_MORE
     verbs, record = follow + avoid, []
     for q in QUESTIONS:
         for m in ("image", "text"):
-            s = scores(model, tok, [q.format(verb=synthetic._cap(v), m=m) for v in verbs])
+            s = scores(model, tok, [q.format(verb=instruction_banks._cap(v), m=m) for v in verbs])
             pos, neg = s[:len(follow)], s[len(follow):]
             yes, no = sum(x > 0 for x in pos), sum(x <= 0 for x in neg)
             right = (yes + no) / len(verbs)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.tensor([1.0] * len(follow) + [-1.0] * len(avoid))
     shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
     for m in ("image", "text"):
-        states = sentence_states(model, tok, [f"{synthetic._cap(v)} the {m}." for v in verbs])
+        states = sentence_states(model, tok, [f"{instruction_banks._cap(v)} the {m}." for v in verbs])
         layers = list(range(0, states.shape[0], 3))
         acc = [loo_ridge_accuracy(states[k], y) for k in layers]
         ctl = [loo_ridge_accuracy(states[k], shuffled) for k in layers]

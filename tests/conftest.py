@@ -19,10 +19,10 @@ def _threads():
 @pytest.fixture(scope="session")
 def tiny_bundle():
     """A randomly initialised organism-shaped model (2 layers), built from configs, not loaded."""
-    from mfutils.adapters import adapter_for
-    from mfutils.interventions.attention import MF_ATTENTION, register_attention
-    from mfutils.loading import ModelBundle
-    from mfutils.organism import OrganismConfig, build_model, build_processor
+    from mfutils.models.adapters import adapter_for
+    from mfutils.engine.interventions.attention import MF_ATTENTION, register_attention
+    from mfutils.models.loading import ModelBundle
+    from mfutils.models.organism import OrganismConfig, build_model, build_processor
 
     torch.manual_seed(0)
     arch = OrganismConfig(n_layers=2, n_heads=4, hidden=32, intermediate=64, vision_layers=1, vision_hidden=32)
@@ -37,7 +37,7 @@ def tiny_bundle():
 @pytest.fixture(scope="session")
 def organism():
     """The shipped, trained organism."""
-    from mfutils.loading import load_model
+    from mfutils.models.loading import load_model
 
     return load_model("organism")
 
@@ -52,9 +52,9 @@ SHORT_PRETRAINED = dict(steps=2, eval_every=100, eval_size=4, final_eval_size=8,
 def pretrained_parts(tmp_path_factory):
     """``(folder, training record)`` of a short training's parts, and ``pretrained_dir`` /
     ``cache_root`` pointed at temporary folders for the session, so that the pretrained
-    organism loads through :func:`mfutils.loading.load_model` exactly as the book loads it."""
-    from mfutils import pretrained_organism as po
-    from mfutils.train_pretrained import PretrainedTrainConfig, train
+    organism loads through :func:`mfutils.models.loading.load_model` exactly as the book loads it."""
+    from mfutils.models import pretrained_organism as po
+    from mfutils.models.train_pretrained import PretrainedTrainConfig, train
 
     root = tmp_path_factory.mktemp("pretrained")
     mp = pytest.MonkeyPatch()
@@ -72,7 +72,7 @@ def pretrained(pretrained_parts):
     """The pretrained organism (SmolLM2-135M-Instruct in a LLaVA) with real base weights and the
     short training's parts; 2 threads for its 135M parameters (about 2x faster than one here,
     measured), 1 again afterwards."""
-    from mfutils.loading import load_model
+    from mfutils.models.loading import load_model
 
     torch.set_num_threads(2)
     yield load_model("pretrained-organism")
@@ -81,6 +81,6 @@ def pretrained(pretrained_parts):
 
 @pytest.fixture(scope="session")
 def eval_items():
-    from mfutils import synthetic
+    from mfutils.data import synthetic
 
     return synthetic.make_split("eval", 24, seed=5)

@@ -1,16 +1,16 @@
 """Every bad input a newcomer tried gets one clear message and a non-zero exit from the dry run
-(``python -m mfutils.runner check``), before any model is built."""
+(``python -m mfutils check``), before any model is built."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from mfutils import loading, runner
-from mfutils.paths import project_root
+from mfutils.models import loading
+from mfutils.book import runner
+from mfutils.runs.paths import project_root
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_a_cell_past_its_limit_says_how_to_raise_it(tmp_path, capsys):
 def test_the_per_cell_limit_grows_on_a_slower_machine(tmp_path, monkeypatch):
     import json
 
-    from mfutils import machine
+    from mfutils.runs import machine
 
     (tmp_path / "book").mkdir()
     (tmp_path / runner.TIMINGS).write_text(json.dumps([{"chapter": "00_behaviour",

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfutils.causal import random_same_layers, summarize_blocking, verdicts
+from mfutils.book import crossrefs
+from mfutils.findings.causal import random_same_layers, summarize_blocking, verdicts
 
 
 def test_random_heads_come_from_the_same_layers_and_never_repeat_a_top_head():
@@ -65,7 +66,7 @@ def test_amplification_verdict_reads_the_preregistered_alpha_only():
 
 
 def test_mixed_results_are_named_by_the_discussion():
-    from mfutils.discussion import negative_alpha_repairs, non_monotonic
+    from mfutils.book.discussion import negative_alpha_repairs, non_monotonic
 
     rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": "MF text", "value": 1.0}]
     for f, v in [(0.01, 1.0), (0.02, 0.03), (0.05, 0.9), (0.10, 0.6)]:
@@ -85,14 +86,15 @@ def test_mixed_results_are_named_by_the_discussion():
 def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_alike(tiny_bundle, tmp_path):
     from dataclasses import replace
 
-    from mfutils import chapters, head_scores
-    from mfutils.causal import CausalSpec
-    from mfutils.results import RunWriter
+    from mfutils.book import chapters
+    from mfutils.findings import head_scores
+    from mfutils.findings.causal import CausalSpec
+    from mfutils.runs.results import RunWriter
     from tests.helpers import fill_declared
 
     spec = CausalSpec(model_id="organism", n_samples=3, control_filter=False, output_dir=str(tmp_path),
                       batch_size=4, num_threads=1)
-    computed, where = head_scores.chapter4_scores(spec, tiny_bundle)
+    computed, where = crossrefs.chapter4_scores(spec, tiny_bundle)
     assert where.startswith("computed here")
     ch04 = chapters.chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
     assert (ch04.n_samples, ch04.seed, ch04.batch_size, ch04.exhaustive) == (3, 0, 4, False)
@@ -104,7 +106,7 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
         w.finish()
 
     finished_ch04(ch04)
-    read, where = head_scores.chapter4_scores(spec, tiny_bundle)
+    read, where = crossrefs.chapter4_scores(spec, tiny_bundle)
     assert where.startswith("read from chapter 4's finished run")
     for t in computed:
         for part in ("follow", "control"):
@@ -114,8 +116,8 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
     assert head_scores.arbitration_heads(read, "fast", 0.25) == head_scores.arbitration_heads(computed, "fast", 0.25)
     # another batch size shares the folder's digest but not its numbers bit for bit: not taken
     finished_ch04(replace(ch04, batch_size=2))
-    assert head_scores.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
+    assert crossrefs.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
     # an unfinished chapter 4 (no manifest) is never read
     finished_ch04(ch04)
     (ch04.run_dir() / "_COMPLETE.json").unlink()
-    assert head_scores.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
+    assert crossrefs.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mfutils import chapters
-from mfutils.behaviour import targets_met
-from mfutils.dryrun import DryRunError, dry_run
-from mfutils.head_scores import verdicts as head_verdicts
-from mfutils.params import ParameterError
-from mfutils.results import RunWriter
+from mfutils.book import crossrefs
+from mfutils.book import chapters
+from mfutils.findings.behaviour import targets_met
+from mfutils.book.dryrun import DryRunError, dry_run
+from mfutils.findings.head_scores import verdicts as head_verdicts
+from mfutils.runs.params import ParameterError
+from mfutils.runs.results import RunWriter
 from tests.helpers import fill_declared
 
 
@@ -36,7 +37,7 @@ def test_summary_reads_finished_runs_only(tmp_path):
     assert "partly" not in set(unfinished["verdict"])  # an unfinished run is never read
     w.finish()
     row = chapters.summary_table(output_dir=out).query("verdict == 'partly'").iloc[0]
-    assert row["ours"] == "0.5 [0.4, 0.6]" and row["command"].startswith("python -m mfutils.runner execute 02")
+    assert row["ours"] == "0.5 [0.4, 0.6]" and row["command"].startswith("python -m mfutils execute 02")
 
 
 def test_the_comparison_run_gets_its_own_column_judged_by_the_same_claims(tmp_path, monkeypatch):
@@ -114,7 +115,7 @@ def test_head_and_behaviour_verdicts():
 
 
 def test_the_unseen_phrasing_view_reads_without_nan():
-    from mfutils.behaviour import phrasing_view
+    from mfutils.findings.behaviour import phrasing_view
 
     p = pd.DataFrame([
         {"direction": "image", "instruction": "Ignore the text.", "n": 50, "following_ratio": 0.96,
@@ -133,8 +134,8 @@ def test_one_numbering_the_registry():
 
     import yaml
 
-    from mfutils.paths import project_root
-    from mfutils.sources import read_source
+    from mfutils.runs.paths import project_root
+    from mfutils.book.sources import read_source
 
     toc = yaml.safe_load((project_root() / "_toc.yml").read_text())
     part = toc["parts"][0]
@@ -150,20 +151,20 @@ def test_one_numbering_the_registry():
 
 
 def test_chapter_2_reads_chapter_1s_finished_run_only():
-    from mfutils import arbitration
-    from mfutils.results import IncompleteResultsError
+    from mfutils.findings import arbitration
+    from mfutils.runs.results import IncompleteResultsError
 
-    table = arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration"))
+    table = crossrefs.routing_effects_end(chapters.chapter_spec("02_deep_arbitration"))
     assert list(table.columns)[:2] == ["edge", "target"] and set(table["edge"]) <= set(arbitration.ROUTE_EDGES)
     with pytest.raises(IncompleteResultsError):
-        arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", seed=12345))
+        crossrefs.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", seed=12345))
     # the comparison run's chapter 2 reads the comparison run's chapter 1 (its own window and samples)
-    tiny = arbitration.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", **chapters.comparison_overrides("02_deep_arbitration")))
+    tiny = crossrefs.routing_effects_end(chapters.chapter_spec("02_deep_arbitration", **chapters.comparison_overrides("02_deep_arbitration")))
     assert len(tiny) and not tiny.equals(table)
 
 
 def test_the_prior_split_serves_chapters_0_and_3():
-    from mfutils.behaviour import prior_split
+    from mfutils.findings.behaviour import prior_split
 
     rows = pd.DataFrame({"target": ["text"] * 4, "decision": [1, -1, 0, 1], "competitor_is_prior": [True, True, True, False]})
     both = prior_split(rows, decided_only=True).set_index("competitor_is_prior")
@@ -173,7 +174,7 @@ def test_the_prior_split_serves_chapters_0_and_3():
 
 
 def test_what_pretraining_changes_reads_each_models_runs_or_says_not_run(tmp_path):
-    from mfutils import comparison
+    from mfutils.book import comparison
 
     table = comparison.pretraining_table(output_dir=str(tmp_path)).set_index("measurement")
     assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS["organism"]]

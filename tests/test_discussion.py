@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mfutils import discussion
+from mfutils.book import discussion
 
 
 def _curve(peak_layer, value=-1.0, n_layers=8):

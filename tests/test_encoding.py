@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from mfutils.encoding import encode
-from mfutils.prompts import LAYOUTS
+from mfutils.engine.encoding import encode
+from mfutils.data.prompts import LAYOUTS
 
 
 def _tokens(bundle, batch, b, group):

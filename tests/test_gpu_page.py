@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from mfutils import estimates
-from mfutils.chapters import CHAPTERS, chapter_spec
-from mfutils.paths import project_root
+from mfutils.book import estimates
+from mfutils.book.chapters import CHAPTERS, chapter_spec
+from mfutils.runs.paths import project_root
 
 from .adapters.tiny_families import FAMILIES, save
 
@@ -64,7 +64,7 @@ def test_estimates_count_the_passes_the_chapters_run():
 
 
 def test_every_chapter_of_every_family_fits_one_80_gb_gpu():
-    from mfutils.chapters import CHAPTERS, notebook_defaults
+    from mfutils.book.chapters import CHAPTERS, notebook_defaults
 
     for exhaustive in (False, True):
         est = estimates.estimates_table({ch: {**notebook_defaults(ch), "exhaustive": exhaustive} for ch in CHAPTERS})
@@ -83,7 +83,7 @@ def test_items_within_the_book_target_scale_linearly():
 
 
 def test_batch_cap_follows_the_visible_memory(tiny_bundle, monkeypatch):
-    from mfutils import memory
+    from mfutils.engine import memory
 
     assert memory.cap_batch(tiny_bundle, 16, gradient=True) == (16, None)  # CPU: never capped
     # CPU: heads per pass up to CPU_ROWS rows (every head of a layer for a small batch, one for a large one)
@@ -110,7 +110,7 @@ def test_chapter_runs_end_to_end_on_a_tiny_model_of_each_family(family, tmp_path
     p.update(model_id=str(model_dir), device="cpu", dtype="float32", control_filter=False, n_samples=8,
              output_dir=str(tmp_path / "results"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
-    cmd = [sys.executable, "-m", "mfutils.runner", "execute", "00", "--params-file", str(tmp_path / "params.yaml"),
+    cmd = [sys.executable, "-m", "mfutils.book.runner", "execute", "00", "--params-file", str(tmp_path / "params.yaml"),
            "--out", str(tmp_path / "executed"), "--timeout", "300"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -120,7 +120,7 @@ def test_chapter_runs_end_to_end_on_a_tiny_model_of_each_family(family, tmp_path
 
 
 def test_dry_run_fails_fast_with_what_to_do(tmp_path):
-    cmd = [sys.executable, "-m", "mfutils.runner", "check", "-p", "model_id", "llava-hf/llava-1.5-7b-hf"]
+    cmd = [sys.executable, "-m", "mfutils.book.runner", "check", "-p", "model_id", "llava-hf/llava-1.5-7b-hf"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2

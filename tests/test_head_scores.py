@@ -5,14 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from mfutils import head_scores, synthetic
-from mfutils.encoding import encode
-from mfutils.head_scores import (ablation_per_sample, ablation_scores, agreement, agreement_above_noise,
+from mfutils.findings import head_scores
+from mfutils.data import synthetic
+from mfutils.engine.encoding import encode
+from mfutils.findings.head_scores import (ablation_per_sample, ablation_scores, agreement, agreement_above_noise,
                                  arbitration_heads, arbitration_ranking, attribution_scores, direct_scores, fast_passes,
                                  fast_scores, ig_scores, model_metric, score_all, score_directions, specificity,
                                  sparsity_curve, top_heads)
-from mfutils.interventions import active_hook_count
-from mfutils.metrics import answer_tokens
+from mfutils.engine.interventions import active_hook_count
+from mfutils.engine.metrics import answer_tokens
 
 
 class _LinearToy:
@@ -178,8 +179,8 @@ def test_agreement_is_measured_over_heads_above_noise():
 
 
 def test_incremental_head_ablation_equals_full_passes(tiny_bundle):
-    from mfutils import incremental
-    from mfutils.head_scores import ablation_tiled, incremental_metric
+    from mfutils.engine import incremental
+    from mfutils.findings.head_scores import ablation_tiled, incremental_metric
 
     items = synthetic.paper_conflicts(3, seed=6)
     batch = encode(tiny_bundle, items)
@@ -196,7 +197,7 @@ def test_incremental_head_ablation_equals_full_passes(tiny_bundle):
 
 
 def test_per_row_head_zeroing_refuses_a_mismatched_batch_and_removes_its_hook(tiny_bundle):
-    from mfutils.interventions import zero_head_per_row
+    from mfutils.engine.interventions import zero_head_per_row
 
     items = synthetic.paper_conflicts(3, seed=6)
     batch = encode(tiny_bundle, items)
@@ -212,7 +213,7 @@ def test_per_row_head_zeroing_refuses_a_mismatched_batch_and_removes_its_hook(ti
 def test_passes_table_marks_scorers_not_run():
     """Without exhaustive ablation its cost is 0 in the results; the page must not show it as a
     scorer that costs nothing, so it comes out as None (a dash) while the scorers run keep theirs."""
-    from mfutils.tables import render
+    from mfutils.book.tables import render
 
     t = head_scores.passes_table({"ablation": 0, "fast": 35, "fast, incremental": 24.17, "direct": 1})
     assert list(t["scorer"]) == ["ablation", "fast", "fast, incremental", "direct"]

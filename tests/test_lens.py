@@ -5,10 +5,10 @@ import pytest
 import pandas as pd
 import torch
 
-from mfutils import synthetic
-from mfutils.encoding import encode
-from mfutils.lens import LensTrace, ldar, per_layer, trace
-from mfutils.metrics import answer_tokens, last_logits
+from mfutils.data import synthetic
+from mfutils.engine.encoding import encode
+from mfutils.findings.lens import LensTrace, ldar, per_layer, trace
+from mfutils.engine.metrics import answer_tokens, last_logits
 
 
 def test_contributions_plus_embedding_sum_to_final_lens_and_model_logits(tiny_bundle):
@@ -42,7 +42,7 @@ def test_an_empty_group_keeps_the_summary_columns_numeric():
     import numpy as np
     import pandas as pd
 
-    from mfutils.lens import summarize_layers
+    from mfutils.findings.lens import summarize_layers
 
     full = summarize_layers(np.ones((4, 3)), 3, "value", n_boot=10)
     empty = summarize_layers(np.ones((0, 3)), 3, "value", n_boot=10)
@@ -53,7 +53,7 @@ def test_an_empty_group_keeps_the_summary_columns_numeric():
 def test_ldar_reports_chance_and_a_balanced_rate_that_a_constant_reader_cannot_pass():
     import pandas as pd
 
-    from mfutils.arbitration import ldar_table, verdicts
+    from mfutils.findings.arbitration import ldar_table, verdicts
 
     # 40 samples per direction, 10 failures each; a lens that always reads "follow" (margin > 0)
     n, L = 40, 4
@@ -77,7 +77,7 @@ def test_ldar_reports_chance_and_a_balanced_rate_that_a_constant_reader_cannot_p
 def test_failure_claims_need_thirty_failures():
     import pandas as pd
 
-    from mfutils.inertia import verdicts
+    from mfutils.findings.inertia import verdicts
 
     n, L = 40, 4
     meta = pd.DataFrame({"uid": [str(i) for i in range(n)], "target": ["text"] * n, "decision": [1] * 35 + [-1] * 5})
@@ -100,8 +100,8 @@ def test_the_lens_at_a_few_tokens_equals_those_columns_of_the_full_lens(tiny_bun
 
 
 def test_group_reads_margins_are_the_full_lens_margins(tiny_bundle):
-    from mfutils.interventions import capture
-    from mfutils.lens import group_reads
+    from mfutils.engine.interventions import capture
+    from mfutils.findings.lens import group_reads
 
     items = synthetic.paper_conflicts(3, seed=1)
     meta, margins, _ = group_reads(tiny_bundle, items, batch_size=8, group="instruction")
@@ -121,7 +121,7 @@ def test_group_reads_margins_are_the_full_lens_margins(tiny_bundle):
 
 
 def test_the_traces_decisions_are_the_clean_readouts(tiny_bundle):
-    from mfutils.evaluation import run_readouts
+    from mfutils.findings.evaluation import run_readouts
 
     items = synthetic.paper_conflicts(5, seed=2)
     meta, _ = trace(tiny_bundle, items, batch_size=4)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mfutils.adapters import UnsupportedModelError
-from mfutils.loading import ORGANISM_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape, load_model
+from mfutils.models.adapters import UnsupportedModelError
+from mfutils.models.loading import ORGANISM_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape, load_model
 
 
 def test_hub_id_not_in_local_cache_says_how_to_get_it(monkeypatch, tmp_path):
@@ -59,7 +59,7 @@ def test_saved_tiny_model_round_trips(saved_tiny):
 
 
 def test_weights_missing_is_told_before_loading(saved_tiny):
-    from mfutils.loading import check_model
+    from mfutils.models.loading import check_model
 
     (saved_tiny / "model.safetensors").unlink()
     with pytest.raises(ModelNotAvailableError, match="model.safetensors"):
@@ -68,7 +68,7 @@ def test_weights_missing_is_told_before_loading(saved_tiny):
 
 def test_the_dry_run_opens_the_weights_header(saved_tiny):
     """A corrupt checkpoint fails in check_model (the dry run), before any kernel starts."""
-    from mfutils.loading import check_model
+    from mfutils.models.loading import check_model
 
     check_model(str(saved_tiny))  # intact: passes
     weights = saved_tiny / "model.safetensors"
@@ -89,7 +89,7 @@ def test_the_dry_run_opens_the_weights_header(saved_tiny):
 
 
 def test_the_dry_run_reports_a_corrupt_checkpoint(saved_tiny):
-    from mfutils.dryrun import DryRunError, dry_run
+    from mfutils.book.dryrun import DryRunError, dry_run
 
     weights = saved_tiny / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mfutils.metrics import AnswerTokens, answer_tokens, bootstrap_ci, following_ratio, readout, relative_drop
-from mfutils.schema import Item
+from mfutils.engine.metrics import AnswerTokens, answer_tokens, bootstrap_ci, following_ratio, readout, relative_drop
+from mfutils.data.schema import Item
 
 
 def _conflict(**kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfutils import nbval_budget as nb
+from mfutils.book import nbval_budget as nb
 
 TIMINGS = [{"chapter": "00_behaviour", "seconds": 100.0}, {"chapter": "01_shallow_routing", "seconds": 400.0},
            {"chapter": "03_mlp_inertia", "seconds": 200.0}, {"chapter": "index", "seconds": 10.0},
@@ -76,7 +76,7 @@ def test_under_a_budget_a_notebook_the_runner_never_timed_stops_the_run_before_a
     try:
         nb.run(book, TIMINGS, budget_s=800, nbval_args=[], run_one=m.run_one, clock=m.clock)
     except nb.UnrecordedError as err:
-        assert "book/new_page.ipynb" in str(err) and "mfutils.runner execute" in str(err)
+        assert "book/new_page.ipynb" in str(err) and "python -m mfutils execute" in str(err)
     else:
         raise AssertionError("an untimed notebook was accepted under a budget")
     assert m.ran == []
@@ -119,7 +119,7 @@ def test_times_recorded_on_other_machines_are_read_through_their_probes():
 
 
 def test_the_machine_probe_is_measured_once_and_the_cpu_is_named():
-    from mfutils import machine
+    from mfutils.runs import machine
 
     assert machine.matmul_gflops() > 0 and machine.matmul_gflops() == machine.matmul_gflops()  # measured once
     assert machine.cpu_model()

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mfutils.nbval_tolerance import equivalent
+from mfutils.book.nbval_tolerance import equivalent
 
 SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
 
@@ -63,6 +63,6 @@ def test_nbval_with_the_plugin_passes_drift_and_fails_a_real_change(tmp_path):
     # the committed notebook as another processor would have written it: padding and last digits moved
     drifted = _notebook(tmp_path / "drifted.ipynb", "   20       -0.03      0.07\ncontrol 7.5e-06\n")
     assert _nbval(drifted) != 0, "without the plugin nbval should fail on this drift (else the test shows nothing)"
-    assert _nbval(drifted, "-p", "mfutils.nbval_tolerance") == 0
+    assert _nbval(drifted, "-p", "mfutils.book.nbval_tolerance") == 0
     changed = _notebook(tmp_path / "changed.ipynb", "   20      -0.03      0.18\ncontrol 7.6e-06\n")
-    assert _nbval(changed, "-p", "mfutils.nbval_tolerance") != 0
+    assert _nbval(changed, "-p", "mfutils.book.nbval_tolerance") != 0

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mfutils.params import ParameterError, RunSpec, spec_from_namespace
+from mfutils.runs.params import ParameterError, RunSpec, spec_from_namespace
 
 
 def test_unknown_parameter_fails_loudly():
@@ -42,19 +42,23 @@ def test_run_dir_is_derived_from_parameters(tmp_path):
 
 def test_another_chapters_parameter_is_not_applied_but_a_typo_fails():
     """One parameters file serves every chapter: chapter 00 ignores chapter 05's n_random."""
-    from mfutils.behaviour import BehaviourSpec
+    from mfutils.book import chapters
+    from mfutils.findings.behaviour import BehaviourSpec
 
-    spec = spec_from_namespace(BehaviourSpec, {"n_random": 5, "exhaustive": False}, "00_behaviour")
+    spec = chapters.spec_from_namespace(BehaviourSpec, {"n_random": 5, "exhaustive": False}, "00_behaviour")
     assert not hasattr(spec, "n_random")
     with pytest.raises(ParameterError, match="n_randum"):
-        spec_from_namespace(BehaviourSpec, {"n_randum": 5}, "00_behaviour")
+        chapters.spec_from_namespace(BehaviourSpec, {"n_randum": 5}, "00_behaviour")
+    # the package level knows no chapter: another chapter's names are the caller's to give
+    with pytest.raises(ParameterError, match="n_random"):
+        spec_from_namespace(BehaviourSpec, {"n_random": 5}, "00_behaviour")
 
 
 def test_each_default_is_the_notebooks():
     """A spec's defaults and its notebook's parameters cell say the same (they drifted once: 256 vs 400)."""
     from dataclasses import fields
 
-    from mfutils.chapters import REGISTRY, notebook_defaults
+    from mfutils.book.chapters import REGISTRY, notebook_defaults
 
     for ch in REGISTRY:
         nb = notebook_defaults(ch.name)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mfutils import plotting  # noqa: E402
+from mfutils.book import plotting  # noqa: E402
 
 
 def test_small_text_and_wide_figures_are_refused():
@@ -58,7 +58,7 @@ def test_normalised_curves_share_one_zero_and_say_their_factor():
 def test_chapter0s_bars_are_grouped_by_condition_with_short_labels():
     import pandas as pd
 
-    from mfutils import behaviour
+    from mfutils.findings import behaviour
 
     rows = []
     for cond in ("held-out combinations", "paper instructions"):

@@ -9,17 +9,17 @@ import shutil
 import pytest
 import torch
 
-from mfutils import pretrained_organism as po
-from mfutils import synthetic
-from mfutils.encoding import UnrepresentableTextError, encode
-from mfutils.interventions import knockout, knockout_mask, scale_heads
-from mfutils.loading import PRETRAINED_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape
-from mfutils.metrics import forward_last_logits, last_logits
-from mfutils.schema import Item
+from mfutils.models import pretrained_organism as po
+from mfutils.data import instruction_banks, synthetic
+from mfutils.engine.encoding import UnrepresentableTextError, encode
+from mfutils.engine.interventions import knockout, knockout_mask, scale_heads
+from mfutils.models.loading import PRETRAINED_ID, CorruptCheckpointError, ModelNotAvailableError, lm_shape
+from mfutils.engine.metrics import forward_last_logits, last_logits
+from mfutils.data.schema import Item
 
 
 def test_the_phrasing_banks_hold_out_what_they_say():
-    bank = synthetic.PRETRAINED_PHRASINGS
+    bank = instruction_banks.PRETRAINED_PHRASINGS
     for target in ("image", "text"):
         train, held = set(bank[target]["train"]), set(bank[target]["heldout"])
         assert not train & held
@@ -30,69 +30,69 @@ def test_the_phrasing_banks_hold_out_what_they_say():
     assert not any(s.lower().startswith(("ignore", "do not trust")) for t in bank.values() for s in t["train"])
     items = synthetic.make_split("train", 300, seed=0, kinds={"conflict": 1.0}, phrasings=bank)
     assert all(it.instruction in bank[it.target]["train"] for it in items)
-    assert synthetic.phrasings_for("pretrained-organism") is bank
-    assert synthetic.phrasings_for("organism") is synthetic.PARAPHRASES
+    assert instruction_banks.phrasings_for("pretrained-organism") is bank
+    assert instruction_banks.phrasings_for("organism") is synthetic.PARAPHRASES
     # the recipe-choosing sentences are neither trained on nor the chapter's test sentences
-    assert synthetic.VALIDATION_SETS["2026-12-01"] is synthetic.VALIDATION_TEMPLATES
-    for name, sentences in synthetic.VALIDATION_SETS.items():
+    assert instruction_banks.VALIDATION_SETS["2026-12-01"] is instruction_banks.VALIDATION_TEMPLATES
+    for name, sentences in instruction_banks.VALIDATION_SETS.items():
         validation = set(sentences)
         assert len(validation) == 12, name
-        assert not validation & (set(synthetic._PRETRAINED_TRAIN) | set(synthetic.UNSEEN_TEMPLATES)), name
+        assert not validation & (set(instruction_banks._PRETRAINED_TRAIN) | set(instruction_banks.UNSEEN_TEMPLATES)), name
     # the second set, written after the first had been read five times, shares none of its sentences,
     # and none of its sentences is, contains or is contained in any bank's or the test table's
-    first, second = (set(synthetic.VALIDATION_SETS[k]) for k in ("2026-12-01", "2026-12-03"))
+    first, second = (set(instruction_banks.VALIDATION_SETS[k]) for k in ("2026-12-01", "2026-12-03"))
     assert not first & second
-    trained = set(synthetic._PRETRAINED_TRAIN).union(*synthetic.PRETRAINED_BANK_TRIALS.values())
+    trained = set(instruction_banks._PRETRAINED_TRAIN).union(*instruction_banks.PRETRAINED_BANK_TRIALS.values())
     plain = lambda t: t.rstrip(".").lower()  # noqa: E731
-    assert not [(v, t) for v in second for t in trained | set(synthetic.UNSEEN_TEMPLATES) | first
+    assert not [(v, t) for v in second for t in trained | set(instruction_banks.UNSEEN_TEMPLATES) | first
                 if plain(v) in plain(t) or plain(t) in plain(v)]
 
 
 def test_recipe_trial_banks_extend_the_shipped_one_and_hold_out_the_validation_and_test_sentences():
-    from mfutils.train_pretrained import PretrainedTrainConfig
+    from mfutils.models.train_pretrained import PretrainedTrainConfig
 
-    assert synthetic.pretrained_phrasings("shipped") == synthetic.PRETRAINED_PHRASINGS
-    held = set(synthetic.UNSEEN_TEMPLATES).union(*synthetic.VALIDATION_SETS.values())
+    assert instruction_banks.pretrained_phrasings("shipped") == instruction_banks.PRETRAINED_PHRASINGS
+    held = set(instruction_banks.UNSEEN_TEMPLATES).union(*instruction_banks.VALIDATION_SETS.values())
     papers = set(synthetic.PAPER_INSTRUCTIONS.values())
-    for name, added in synthetic.PRETRAINED_BANK_TRIALS.items():
-        templates = synthetic.pretrained_templates(name)
-        assert templates[: len(synthetic._PRETRAINED_TRAIN)] == synthetic._PRETRAINED_TRAIN
-        assert templates[len(synthetic._PRETRAINED_TRAIN):] == added and len(set(templates)) == len(templates)
+    for name, added in instruction_banks.PRETRAINED_BANK_TRIALS.items():
+        templates = instruction_banks.pretrained_templates(name)
+        assert templates[: len(instruction_banks._PRETRAINED_TRAIN)] == instruction_banks._PRETRAINED_TRAIN
+        assert templates[len(instruction_banks._PRETRAINED_TRAIN):] == added and len(set(templates)) == len(templates)
         # no added sentence is, or contains, a validation or test sentence
         assert not [(t, h) for t in added for h in held if h.rstrip(".") in t], name
-        bank = synthetic.pretrained_phrasings(name)
+        bank = instruction_banks.pretrained_phrasings(name)
         for target in ("image", "text"):
-            assert bank[target]["heldout"] == synthetic.PRETRAINED_PHRASINGS[target]["heldout"]
+            assert bank[target]["heldout"] == instruction_banks.PRETRAINED_PHRASINGS[target]["heldout"]
             assert not set(bank[target]["train"]) & (set(bank[target]["heldout"]) | papers)
     with pytest.raises(ValueError, match="unknown bank 'nope'.*twins"):
         PretrainedTrainConfig(bank="nope")
 
 
 def test_a_weighted_trial_bank_draws_its_weighted_sentences_more_often_and_monitors_them_once():
-    from mfutils.train_pretrained import _trial_words
+    from mfutils.models.train_pretrained import _trial_words
 
-    for name, weights in synthetic.PRETRAINED_BANK_WEIGHTS.items():
-        assert set(weights) <= set(synthetic.pretrained_templates(name)), name  # a weight names a template
+    for name, weights in instruction_banks.PRETRAINED_BANK_WEIGHTS.items():
+        assert set(weights) <= set(instruction_banks.pretrained_templates(name)), name  # a weight names a template
     name = "weighted-declaratives"
-    weighted, even = synthetic.pretrained_phrasings(name), synthetic.pretrained_phrasings(name, weighted=False)
-    assert even == synthetic.pretrained_phrasings("single-declaratives")  # the same sentences, each once
+    weighted, even = instruction_banks.pretrained_phrasings(name), instruction_banks.pretrained_phrasings(name, weighted=False)
+    assert even == instruction_banks.pretrained_phrasings("single-declaratives")  # the same sentences, each once
     for target in ("image", "text"):
         assert set(weighted[target]["train"]) == set(even[target]["train"])
         assert weighted[target]["heldout"] == even[target]["heldout"]
-        statement = synthetic._single_declaratives()[0].format(A=target, B="text" if target == "image" else "image")
+        statement = instruction_banks._single_declaratives()[0].format(A=target, B="text" if target == "image" else "image")
         assert weighted[target]["train"].count(statement) == 3 and even[target]["train"].count(statement) == 1
-        extra = 2 * len(synthetic._single_declaratives()) * len(synthetic._PRETRAINED_WORDS[target])
+        extra = 2 * len(instruction_banks._single_declaratives()) * len(instruction_banks._PRETRAINED_WORDS[target])
         assert len(weighted[target]["train"]) == len(even[target]["train"]) + extra
     # an unweighted bank is the same either way (the shipped parts' training cannot move)
-    assert synthetic.pretrained_phrasings("shipped", weighted=False) == synthetic.PRETRAINED_PHRASINGS
+    assert instruction_banks.pretrained_phrasings("shipped", weighted=False) == instruction_banks.PRETRAINED_PHRASINGS
     assert "36 of its templates drawn 3 times as often" in _trial_words(name)
     assert "drawn" not in _trial_words("single-declaratives")
 
 
 def test_the_side_task_asks_which_source_the_instruction_names():
-    from mfutils.train_pretrained import SOURCE_QUESTION, source_questions
+    from mfutils.models.train_pretrained import SOURCE_QUESTION, source_questions
 
-    items = synthetic.make_split("train", 200, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    items = synthetic.make_split("train", 200, seed=0, phrasings=instruction_banks.PRETRAINED_PHRASINGS)
     side = source_questions(items, 0.5, seed=1)
     asked = [(a, b) for a, b in zip(items, side) if b.question == SOURCE_QUESTION]
     assert 0.3 < len(asked) / sum(it.kind == "conflict" for it in items) < 0.7
@@ -103,11 +103,11 @@ def test_the_side_task_asks_which_source_the_instruction_names():
 
 
 def test_shape_stages_admit_the_sentence_shapes_in_order():
-    from mfutils.train_pretrained import SHAPE_ORDER, _shape_of_sentence, sentence_shape, staged_phrasings
+    from mfutils.models.train_pretrained import SHAPE_ORDER, _shape_of_sentence, sentence_shape, staged_phrasings
 
     assert [sentence_shape(t) for t in ("Go by the {A}.", "Trust the {A} over the {B}.",
                                         "If the {B} and the {A} disagree, follow the {A}.", "Disregard the {B}.")] == list(SHAPE_ORDER)
-    bank = synthetic.PRETRAINED_PHRASINGS
+    bank = instruction_banks.PRETRAINED_PHRASINGS
     items = synthetic.make_split("train", 4 * 40, seed=0, phrasings=bank)
     staged = staged_phrasings(items, (10, 10, 10), 4, bank, seed=2)
     shape = _shape_of_sentence()
@@ -119,7 +119,7 @@ def test_shape_stages_admit_the_sentence_shapes_in_order():
     assert same == [(a.kind, a.target, a.answer_image, a.answer_text, a.image_ref, a.context) for a in staged]
     assert all(it.instruction in bank[it.target]["train"] for it in staged if it.target)
     # a recipe trial's own sentences are staged by their shapes too
-    trial = synthetic.pretrained_phrasings("unmarked-negations")
+    trial = instruction_banks.pretrained_phrasings("unmarked-negations")
     items = synthetic.make_split("train", 4 * 40, seed=0, phrasings=trial)
     staged = staged_phrasings(items, (10, 10, 10), 4, trial, seed=2, bank_name="unmarked-negations")
     shape = _shape_of_sentence("unmarked-negations")
@@ -128,9 +128,9 @@ def test_shape_stages_admit_the_sentence_shapes_in_order():
 
 
 def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_rest():
-    from mfutils.train_pretrained import CORE_PHRASINGS, with_core_phrasings
+    from mfutils.models.train_pretrained import CORE_PHRASINGS, with_core_phrasings
 
-    items = synthetic.make_split("train", 40, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    items = synthetic.make_split("train", 40, seed=0, phrasings=instruction_banks.PRETRAINED_PHRASINGS)
     core = with_core_phrasings(items)
     assert [it.instruction for it in core if it.target] == [CORE_PHRASINGS[it.target] for it in items if it.target]
     assert [(it.answer_image, it.answer_text, it.following_answer) for it in core] == \
@@ -139,10 +139,10 @@ def test_the_curriculum_asks_one_plain_sentence_per_direction_and_leaves_the_res
 
 
 def test_described_images_replace_the_image_tokens_by_one_sentence_and_nothing_else():
-    from mfutils.prompts import build_segments
-    from mfutils.train_pretrained import describe_images
+    from mfutils.data.prompts import build_segments
+    from mfutils.models.train_pretrained import describe_images
 
-    items = synthetic.make_split("train", 40, seed=0, phrasings=synthetic.PRETRAINED_PHRASINGS)
+    items = synthetic.make_split("train", 40, seed=0, phrasings=instruction_banks.PRETRAINED_PHRASINGS)
     described = describe_images(items)
     assert described == items  # meta does not compare: every field the model reads is the same
     for it, d in zip(items, described):
@@ -157,7 +157,7 @@ def test_described_images_replace_the_image_tokens_by_one_sentence_and_nothing_e
 
 
 def test_the_model_card_says_when_the_learning_rate_fell():
-    from mfutils.train_pretrained import _decay_words
+    from mfutils.models.train_pretrained import _decay_words
 
     cfg = {"decay_steps": 60, "steps": 450, "learnt_at": 0.9, "eval_every": 50}
     assert _decay_words(cfg, [391]).endswith("reached 90% (step 391)")
@@ -266,7 +266,7 @@ def test_the_merged_model_is_the_base_plus_the_trained_parts(pretrained):
 @pytest.fixture(scope="module")
 def conflicts():
     return synthetic.make_split("eval", 6, seed=21, kinds={"conflict": 1.0},
-                                phrasings=synthetic.PRETRAINED_PHRASINGS)
+                                phrasings=instruction_banks.PRETRAINED_PHRASINGS)
 
 
 @pytest.mark.slow
@@ -274,11 +274,11 @@ def test_the_loaded_model_behaves_as_its_training_record_says(pretrained):
     """The model the book loads (base + shipped parts, merged and cached) scores what training
     measured on the same held-out monitor, group by group (one item of slack for argmax ties
     that the merge's different float order may break)."""
-    from mfutils.train_pretrained import accuracy
+    from mfutils.models.train_pretrained import accuracy
 
     rec = po.record()
     monitor = synthetic.make_split("eval", rec["final_eval"]["items"], seed=rec["train_config"]["seed"] + 2,
-                                   phrasings=synthetic.PRETRAINED_PHRASINGS)
+                                   phrasings=instruction_banks.PRETRAINED_PHRASINGS)
     sizes = {}
     for it in monitor:
         g = it.kind if it.target is None else f"{it.kind}/{it.target}"
@@ -340,10 +340,10 @@ def test_cutting_every_edge_out_of_the_image_makes_the_answer_pixel_independent(
 @pytest.mark.slow
 def test_training_is_deterministic(pretrained_parts, tmp_path):
     """A second short training with the same seed and threads gives the same parts digest as the
-    session's, which is what `python -m mfutils.train_pretrained --check` compares for the full
+    session's, which is what `python -m mfutils.models.train_pretrained --check` compares for the full
     run; another seed gives another."""
     from tests.conftest import SHORT_PRETRAINED
-    from mfutils.train_pretrained import PretrainedTrainConfig, train
+    from mfutils.models.train_pretrained import PretrainedTrainConfig, train
 
     quiet = lambda *_: None  # noqa: E731
     cfg = PretrainedTrainConfig(**SHORT_PRETRAINED)
@@ -360,45 +360,45 @@ def test_training_is_deterministic(pretrained_parts, tmp_path):
 def test_the_wider_verbs_bank_adds_no_word_of_a_validation_or_test_sentence():
     import re
 
-    held = set(synthetic.UNSEEN_TEMPLATES).union(*synthetic.VALIDATION_SETS.values())
+    held = set(instruction_banks.UNSEEN_TEMPLATES).union(*instruction_banks.VALIDATION_SETS.values())
     words = lambda t: set(re.findall(r"[a-z'-]+", t.lower().replace("{a}", "").replace("{b}", "")))  # noqa: E731
-    new = (synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE + synthetic._GOOD_WORDS_WIDER
-           + synthetic._BAD_WORDS_WIDER)
+    new = (instruction_banks._FOLLOW_VERBS_MORE + instruction_banks._AVOID_VERBS_MORE + instruction_banks._GOOD_WORDS_WIDER
+           + instruction_banks._BAD_WORDS_WIDER)
     assert set().union(*map(words, new)) & set().union(*map(words, held)) <= {"from", "in", "of", "on", "the", "with"}
     assert not any(w.endswith(" out") for w in new)  # "Tune out the ...", "Keep the ... out of ..."
     # a superset of weighted-declaratives', weighted as it is, plus 3 x the new one-modality statements
-    wider = synthetic.pretrained_templates("wider-verbs")
-    before = synthetic.pretrained_templates("weighted-declaratives")
+    wider = instruction_banks.pretrained_templates("wider-verbs")
+    before = instruction_banks.pretrained_templates("weighted-declaratives")
     assert wider[: len(before)] == before
-    assert len(wider) == len(before) + len(synthetic._WIDER_VERBS) > len(before) + 300
-    weights = synthetic.PRETRAINED_BANK_WEIGHTS["wider-verbs"]
+    assert len(wider) == len(before) + len(instruction_banks._WIDER_VERBS) > len(before) + 300
+    weights = instruction_banks.PRETRAINED_BANK_WEIGHTS["wider-verbs"]
     old_weights = {t: w for t, w in weights.items() if t in before}
-    assert old_weights == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
-    assert sorted(set(weights) - set(before)) == sorted(synthetic._WIDER_STATEMENTS)
-    assert len(synthetic._WIDER_STATEMENTS) == 16
-    for verb in synthetic._FOLLOW_VERBS_MORE[:3] + synthetic._AVOID_VERBS_MORE[:3]:
-        assert any(verb in t.lower() for t in synthetic._WIDER_VERBS), verb
+    assert old_weights == instruction_banks.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+    assert sorted(set(weights) - set(before)) == sorted(instruction_banks._WIDER_STATEMENTS)
+    assert len(instruction_banks._WIDER_STATEMENTS) == 16
+    for verb in instruction_banks._FOLLOW_VERBS_MORE[:3] + instruction_banks._AVOID_VERBS_MORE[:3]:
+        assert any(verb in t.lower() for t in instruction_banks._WIDER_VERBS), verb
 
 
 def test_the_wider_imperatives_bank_adds_one_imperative_per_new_verb_to_weighted_declaratives():
-    wider = synthetic.pretrained_templates("wider-imperatives")
-    before = synthetic.pretrained_templates("weighted-declaratives")
+    wider = instruction_banks.pretrained_templates("wider-imperatives")
+    before = instruction_banks.pretrained_templates("weighted-declaratives")
     assert wider[: len(before)] == before and len(wider) == len(before) + 40
     added = wider[len(before):]
     assert all(t.count("{") == 1 and t.endswith((" the {A}.", " the {B}.")) for t in added)
     assert {t.rsplit(" the ", 1)[0].lower() for t in added} == set(
-        synthetic._FOLLOW_VERBS_MORE + synthetic._AVOID_VERBS_MORE)
-    weights = synthetic.PRETRAINED_BANK_WEIGHTS
+        instruction_banks._FOLLOW_VERBS_MORE + instruction_banks._AVOID_VERBS_MORE)
+    weights = instruction_banks.PRETRAINED_BANK_WEIGHTS
     assert weights["wider-imperatives"] == weights["weighted-declaratives"]
 
 
 def test_the_sparse_verbs_bank_spreads_every_verb_over_fewer_forms_within_396_templates():
-    sparse = synthetic.pretrained_templates("sparse-verbs")
-    assert len(set(sparse)) == len(sparse) <= len(synthetic.pretrained_templates("weighted-declaratives")) == 396
-    verbs = (synthetic._FOLLOW_VERBS + synthetic._FOLLOW_VERBS_MORE, synthetic._AVOID_VERBS + synthetic._AVOID_VERBS_MORE)
+    sparse = instruction_banks.pretrained_templates("sparse-verbs")
+    assert len(set(sparse)) == len(sparse) <= len(instruction_banks.pretrained_templates("weighted-declaratives")) == 396
+    verbs = (instruction_banks._FOLLOW_VERBS + instruction_banks._FOLLOW_VERBS_MORE, instruction_banks._AVOID_VERBS + instruction_banks._AVOID_VERBS_MORE)
     for verb in verbs[0] + verbs[1]:
-        uses = [t for t in sparse if f" {verb} the " in f" {t}" or t.startswith(f"{synthetic._cap(verb)} the ")]
+        uses = [t for t in sparse if f" {verb} the " in f" {t}" or t.startswith(f"{instruction_banks._cap(verb)} the ")]
         assert 3 <= len(uses) <= 8, (verb, uses)  # the compositional bank gave a verb of following 10+
-        assert f"{synthetic._cap(verb)} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
-    assert set(synthetic._SINGLE_DECLARATIVES) < set(sparse)
-    assert synthetic.PRETRAINED_BANK_WEIGHTS["sparse-verbs"] == synthetic.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+        assert f"{instruction_banks._cap(verb)} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
+    assert set(instruction_banks._SINGLE_DECLARATIVES) < set(sparse)
+    assert instruction_banks.PRETRAINED_BANK_WEIGHTS["sparse-verbs"] == instruction_banks.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mfutils.encoding import encode
-from mfutils.paths import shared_dir
-from mfutils.prompts import CONSTRAINT, PAPER_INSTRUCTIONS
-from mfutils.real_items import DataFileError, load_items
+from mfutils.engine.encoding import encode
+from mfutils.runs.paths import shared_dir
+from mfutils.data.prompts import CONSTRAINT, PAPER_INSTRUCTIONS
+from mfutils.data.real_items import DataFileError, load_items
 
 DATA = shared_dir() / "data" / "modality-following"
 QWEN_TEXT = DATA / "v3_following_text_open_ended_qwen_vl_2_5_7b_remaining.json"
@@ -90,7 +90,7 @@ def test_real_items_encode_with_a_local_image_folder(tmp_path, tiny_bundle):
         Image.new("RGB", (40, 30), (200, 10, 10)).save(coco / f"COCO_val2014_{it.meta['image_id']}.jpg")
     items = load_items(FIXTURE_TEXT, coco_dir=tmp_path / "coco")
     # the tiny organism's word-level vocabulary cannot read captions: a clear error, never <unk>
-    from mfutils.encoding import UnrepresentableTextError
+    from mfutils.engine.encoding import UnrepresentableTextError
 
     with pytest.raises(UnrepresentableTextError, match="beach"):
         encode(tiny_bundle, items)

@@ -1,5 +1,5 @@
 """The rule a candidate training of the pretrained organism must pass before it ships
-(``mfutils.recipe_check``), and the folder override it reads candidates through."""
+(``mfutils.models.recipe_check``), and the folder override it reads candidates through."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mfutils import pretrained_organism as po
-from mfutils.recipe_check import accepts
-from mfutils.rules import MIN_PHRASINGS_MET, TARGET_PHRASING
+from mfutils.models import pretrained_organism as po
+from mfutils.models.recipe_check import accepts
+from mfutils.findings.rules import MIN_PHRASINGS_MET, TARGET_PHRASING
 
 # taken at import: the session fixture ``pretrained_parts`` replaces the module's function later
 _PRETRAINED_DIR = po.pretrained_dir
@@ -40,7 +40,7 @@ def test_a_candidate_folder_is_read_in_place_of_the_shipped_parts(monkeypatch, t
 
 
 def test_a_parts_folder_without_a_training_in_it_is_refused_by_name(tmp_path, capsys, monkeypatch):
-    from mfutils import recipe_check
+    from mfutils.models import recipe_check
 
     monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
     assert recipe_check.main(["--parts", str(tmp_path / "typo")]) == 2
@@ -54,7 +54,8 @@ def test_a_parts_folder_without_a_training_in_it_is_refused_by_name(tmp_path, ca
 def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, capsys, monkeypatch):
     import json
 
-    from mfutils import recipe_check, synthetic
+    from mfutils.models import recipe_check
+    from mfutils.data import instruction_banks
 
     training = {"train_config": {"seed": 0, "bank": "twins"}, "seconds": {"total": 1.0}, "machine": {"python": "3.11"},
                 "parts_sha256": "ab", "curve": [{"step": 0, "loss": 1.0}, {"step": 50, "eval": {"conflict/image": 0.5}}],
@@ -63,9 +64,9 @@ def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, c
     ok, lines = accepts(training["final_eval"]["accuracy"], table)
     rec = recipe_check.trial_record(training, table, ok, lines, "2026-12-02")
     # judged on the newest validation set unless another is named, and the record says which
-    assert rec["recipe_check"]["validation_set"] == synthetic.LATEST_VALIDATION == max(synthetic.VALIDATION_SETS)
-    assert rec["reproduce"].endswith(f"--validation {synthetic.LATEST_VALIDATION}")
-    assert rec["trial"] == "twins" and rec["bank_change"]["sentences"] == list(synthetic.PRETRAINED_BANK_TRIALS["twins"])
+    assert rec["recipe_check"]["validation_set"] == instruction_banks.LATEST_VALIDATION == max(instruction_banks.VALIDATION_SETS)
+    assert rec["reproduce"].endswith(f"--validation {instruction_banks.LATEST_VALIDATION}")
+    assert rec["trial"] == "twins" and rec["bank_change"]["sentences"] == list(instruction_banks.PRETRAINED_BANK_TRIALS["twins"])
     assert rec["curve_evals"] == [training["curve"][1]] and rec["recipe_check"]["accepted"] is False
     assert len(rec["recipe_check"]["validation"]) == 24 and "--bank twins" in rec["reproduce"]
     json.dumps(rec)  # serialisable as it stands
@@ -89,7 +90,7 @@ def test_the_trial_record_is_written_from_the_training_and_the_check(tmp_path, c
 def test_a_candidate_the_monitor_rejects_is_judged_without_reading_the_validation_sentences(tmp_path, capsys, monkeypatch):
     import json
 
-    from mfutils import recipe_check
+    from mfutils.models import recipe_check
 
     parts = tmp_path / "cand"
     parts.mkdir()
@@ -143,8 +144,9 @@ def _candidate(folder, seed: int, monitor: dict[str, float], **config):
 def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypatch):
     import json
 
-    from mfutils import recipe_check, synthetic
-    from mfutils.rules import RECIPE_SEEDS
+    from mfutils.models import recipe_check
+    from mfutils.data import instruction_banks
+    from mfutils.findings.rules import RECIPE_SEEDS
 
     assert RECIPE_SEEDS == (0, 1)
     monkeypatch.setattr(po, "pretrained_dir", _PRETRAINED_DIR)  # the env override, not the session's parts
@@ -173,7 +175,7 @@ def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypat
     assert rec["reproduce"].endswith("recipe_check --parts DIR0 --replicate DIR1 --validation 2026-12-01")
     assert "--seed 1 --out DIR1" in rec["reproduce"]
     assert rec["recipe_check"]["validation_set"] == "2026-12-01"
-    assert rec["recipe_check"]["validation_sentences"] == list(synthetic.VALIDATION_TEMPLATES)
+    assert rec["recipe_check"]["validation_sentences"] == list(instruction_banks.VALIDATION_TEMPLATES)
     assert "MFUTILS_PRETRAINED_DIR" not in os.environ  # put back as it was
     # the same seed-0 run alone is not accepted, however well it does
     read.clear()
@@ -187,7 +189,7 @@ def test_a_recipe_is_judged_on_the_mean_of_two_seeds(tmp_path, capsys, monkeypat
 
 
 def test_replicates_that_are_not_one_recipe_are_refused_before_anything_is_read(tmp_path, capsys, monkeypatch):
-    from mfutils import recipe_check
+    from mfutils.models import recipe_check
 
     monkeypatch.setattr(po, "pretrained_dir", _PRETRAINED_DIR)
     monkeypatch.delenv("MFUTILS_PRETRAINED_DIR", raising=False)
@@ -208,7 +210,7 @@ def test_replicates_that_are_not_one_recipe_are_refused_before_anything_is_read(
 
 
 def test_a_monitor_no_further_seed_can_lift_is_named():
-    from mfutils.recipe_check import unreachable_groups
+    from mfutils.models.recipe_check import unreachable_groups
 
     seed0 = {"conflict/image": 0.855, "conflict/text": 0.97, "image_only": 0.90}
     # 0.855 and 1.0 average 92.75%; 0.90 and 1.0 exactly reach 95%
@@ -221,7 +223,7 @@ def test_a_monitor_no_further_seed_can_lift_is_named():
 def test_pooling_takes_means_and_refuses_what_does_not_match():
     import pytest
 
-    from mfutils.recipe_check import pooled_monitor, pooled_validation
+    from mfutils.models.recipe_check import pooled_monitor, pooled_validation
 
     assert pooled_monitor([{"a": 1.0, "b": 0.9}, {"a": 0.9, "b": 0.9}]) == pytest.approx({"a": 0.95, "b": 0.9})
     with pytest.raises(ValueError, match="different groups"):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mfutils.params import RunSpec
-from mfutils.results import IncompleteResultsError, RunWriter, finished_runs, load_run
+from mfutils.runs.params import RunSpec
+from mfutils.runs.results import IncompleteResultsError, RunWriter, finished_runs, load_run
 
 
 def test_interrupted_run_is_not_mistaken_for_finished_and_keeps_old_results(tmp_path):
@@ -38,7 +38,7 @@ def test_run_without_manifest_or_with_tampered_file_is_rejected(tmp_path):
 from dataclasses import dataclass
 import typing
 
-from mfutils.results import RunInProgressError
+from mfutils.runs.results import RunInProgressError
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def test_a_run_that_dies_releases_its_lock(tmp_path):
     import subprocess
     import sys
 
-    code = ("from mfutils.params import RunSpec; from mfutils.results import RunWriter; import os; "
+    code = ("from mfutils.runs.params import RunSpec; from mfutils.runs.results import RunWriter; import os; "
             f"w = RunWriter(RunSpec(chapter='c', output_dir={str(tmp_path)!r})); os._exit(3)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 3
     RunWriter(RunSpec(chapter="c", output_dir=str(tmp_path)))  # not refused
@@ -93,7 +93,7 @@ def test_a_finished_folder_without_a_declared_file_is_not_accepted_for_its_spec(
 
 
 def test_a_negative_seed_is_a_parameter_error():
-    from mfutils.params import ParameterError
+    from mfutils.runs.params import ParameterError
 
     with pytest.raises(ParameterError, match="seed must be 0 or more"):
         RunSpec(seed=-1)

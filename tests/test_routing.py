@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfutils import synthetic
-from mfutils.routing import effect_measures, knockout_sweep, window_layers
+from mfutils.data import synthetic
+from mfutils.findings.routing import effect_measures, knockout_sweep, window_layers
 
 
 def test_window_layers_is_centred_and_clipped():
@@ -38,7 +38,7 @@ def test_empty_edge_has_zero_effect_and_clean_run_is_shared(tiny_bundle):
 
 
 def _lengths(bundle, items):
-    from mfutils.encoding import encode
+    from mfutils.engine.encoding import encode
 
     batch = encode(bundle, items)
     return [int(n) for n in batch.lengths]
@@ -70,9 +70,9 @@ def test_incremental_sweep_equals_the_naive_one_and_does_less_work(tiny_bundle):
 
 
 def test_the_position_controls_take_the_first_conflicts_of_each_direction():
-    from mfutils import synthetic
-    from mfutils.params import ParameterError
-    from mfutils.routing import RoutingSpec, first_per_direction
+    from mfutils.data import synthetic
+    from mfutils.runs.params import ParameterError
+    from mfutils.findings.routing import RoutingSpec, first_per_direction
 
     items = synthetic.paper_conflicts(5, seed=0)  # five image-following, then the same five text-following
     picked = first_per_direction(items, 2)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfutils import rules
-from mfutils.routing import RULE_EDGES, effect_measures, i_nssd_cap, verdicts as routing_verdicts, curves
+from mfutils.findings import rules
+from mfutils.findings.routing import RULE_EDGES, effect_measures, i_nssd_cap, verdicts as routing_verdicts, curves
 
 
 def test_every_rule_is_unique_and_every_chapter_prints_its_rows():

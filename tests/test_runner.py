@@ -14,13 +14,13 @@ import time
 import nbformat
 import pytest
 
-from mfutils import runner
+from mfutils.book import runner
 
 DRIVER = textwrap.dedent("""
     import signal
     import sys
     from pathlib import Path
-    from mfutils import runner
+    from mfutils.book import runner
     # as in a terminal: a process started in the background by a non-interactive shell (CI, nohup
     # ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -87,7 +87,7 @@ def test_ctrl_c_stops_the_run_at_once_and_keeps_what_was_there(tmp_path, signum)
 
 
 def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_path):
-    from mfutils.runner import BENCHMARK, ENVIRONMENT, write_environment_page
+    from mfutils.book.runner import BENCHMARK, ENVIRONMENT, write_environment_page
 
     (tmp_path / "book").mkdir()
     env = {"python": "3.11", "torch": "2.13.0", "transformers": "5.24", "machine": "x86_64", "cpus": 2}
@@ -105,7 +105,7 @@ def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_p
 
 
 def test_environment_page_names_each_chapters_cpu_and_its_probe_where_recorded(tmp_path):
-    from mfutils.runner import ENVIRONMENT, TIMINGS, write_environment_page
+    from mfutils.book.runner import ENVIRONMENT, TIMINGS, write_environment_page
 
     (tmp_path / "book").mkdir()
     old = {"python": "3.11", "torch": "2.13.0", "transformers": "5.24", "machine": "x86_64", "cpus": 2}

@@ -1,8 +1,8 @@
-"""What a chapter prints about its run: :func:`mfutils.session.description_table`."""
+"""What a chapter prints about its run: :func:`mfutils.book.session.description_table`."""
 
 from __future__ import annotations
 
-from mfutils.session import description_table
+from mfutils.book.session import description_table
 
 DESC = {"chapter": "00_behaviour", "model": "pretrained-organism", "family": "pretrained-organism", "n_layers": 30,
         "n_heads": 9, "n_kv_heads": 3, "head_dim": 64, "total_heads": 270, "data": "synthetic", "n_samples": 256,

@@ -20,7 +20,7 @@ from urllib.parse import urldefrag, urlparse
 import pytest
 import yaml
 
-from mfutils.paths import project_root
+from mfutils.runs.paths import project_root
 
 ROOT = project_root()
 HTML = ROOT / "_build" / "html"
@@ -51,7 +51,7 @@ def expected_figures(page: str) -> int:
 @pytest.fixture(scope="module")
 def site():
     if not (HTML / "index.html").exists():
-        from mfutils.runner import html
+        from mfutils.book.runner import html
 
         html()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mfutils import runner
-from mfutils.sources import read_source
+from mfutils.book import runner
+from mfutils.book.sources import read_source
 
 
 @pytest.mark.parametrize("src", [s for s, _ in runner.notebooks()], ids=lambda p: p.stem)

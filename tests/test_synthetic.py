@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfutils import synthetic
-from mfutils.prompts import PAPER_INSTRUCTIONS
+from mfutils.data import synthetic
+from mfutils.data.prompts import PAPER_INSTRUCTIONS
 
 
 def test_same_seed_same_items_and_pixels():

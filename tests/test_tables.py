@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mfutils import tables
+from mfutils.book import tables
 
 
 def test_percentages_fold_their_interval_and_floats_are_short():
@@ -49,7 +49,7 @@ def test_plain_text_view_for_nbval_is_stable():
 def test_inline_prints_a_dict_as_a_sentence_part():
     import numpy as np
 
-    from mfutils.tables import inline
+    from mfutils.book.tables import inline
 
     assert inline({"paper instructions": 96, "held-out paraphrases": 192}) == "paper instructions 96, held-out paraphrases 192"
     assert inline({"image": np.float32(0.0018234), "text": 0.0181234, "none": None}) == "image 0.00182, text 0.0181, none —"

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from mfutils.organism import OrganismConfig
-from mfutils.training import TrainConfig, train
+from mfutils.models.organism import OrganismConfig
+from mfutils.models.training import TrainConfig, train
 
 TINY = OrganismConfig(n_layers=2, n_heads=2, hidden=32, intermediate=64, vision_layers=1, vision_hidden=16, vision_heads=2)
 SHORT = TrainConfig(steps=3, decay_steps=1, batch_size=4, eval_every=2, eval_size=8, warmup=1, vision_pretrain_steps=2)
@@ -26,9 +26,9 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 def test_micro_batches_give_the_one_pass_gradient():
     import torch
 
-    from mfutils import synthetic
-    from mfutils.organism import build_model, build_processor
-    from mfutils.training import accumulate_gradients, seed_everything
+    from mfutils.data import synthetic
+    from mfutils.models.organism import build_model, build_processor
+    from mfutils.models.training import accumulate_gradients, seed_everything
 
     seed_everything(0, 1)
     processor = build_processor(TINY)
@@ -46,7 +46,7 @@ def test_micro_batches_give_the_one_pass_gradient():
 def test_bad_training_mixtures_are_refused():
     import pytest
 
-    from mfutils.training import parse_mix
+    from mfutils.models.training import parse_mix
 
     assert parse_mix("conflict=0.5,image_only=0.5") == {"conflict": 0.5, "image_only": 0.5}
     with pytest.raises(ValueError, match="not 1"):
@@ -58,7 +58,7 @@ def test_bad_training_mixtures_are_refused():
 def test_stage_two_leaves_a_frozen_tower_as_stage_one_left_it(tmp_path, monkeypatch):
     import torch
 
-    from mfutils import training
+    from mfutils.models import training
 
     after_stage_one = {}
 
@@ -85,7 +85,7 @@ def test_training_decays_and_stops_once_the_monitor_set_is_learnt(tmp_path):
 
 
 def test_trainer_options_read_booleans_and_refuse_nonsense():
-    from mfutils.train_cli import _option_type
+    from mfutils.models.train_cli import _option_type
 
     flag = _option_type(False)
     assert flag("false") is False and flag("True") is True and flag("0") is False
@@ -95,7 +95,7 @@ def test_trainer_options_read_booleans_and_refuse_nonsense():
 
 
 def test_a_value_the_config_refuses_is_a_usage_error_before_anything_loads(capsys):
-    from mfutils import train_pretrained
+    from mfutils.models import train_pretrained
 
     with pytest.raises(SystemExit) as exit_:
         train_pretrained.main(["--bank", "nope", "--out", "unused"])
@@ -106,7 +106,7 @@ def test_a_value_the_config_refuses_is_a_usage_error_before_anything_loads(capsy
 def test_a_retrain_that_differs_says_which_processors_trained_it(tmp_path, capsys):
     from dataclasses import dataclass
 
-    from mfutils import train_cli
+    from mfutils.models import train_cli
 
     @dataclass
     class Cfg:
@@ -129,7 +129,7 @@ def test_a_retrain_that_differs_says_which_processors_trained_it(tmp_path, capsy
     assert run("b" * 64, "AMD EPYC") == 1
     assert "both trainings ran on AMD EPYC" in capsys.readouterr().out
     # a model card names the processor, or for a record older than the field its architecture
-    from mfutils.machine import processor_name, training_machine
+    from mfutils.runs.machine import processor_name, training_machine
 
     assert processor_name(training_machine()) == training_machine()["cpu"]
     assert processor_name({"processor": "x86_64"}) == "x86_64"

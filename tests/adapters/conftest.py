@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfutils.adapters import adapter_for
-from mfutils.loading import ModelBundle
+from mfutils.models.adapters import adapter_for
+from mfutils.models.loading import ModelBundle
 
 from .tiny_families import FAMILIES, build
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfutils import memory, synthetic
-from mfutils.encoding import encode
-from mfutils.head_scores import _alpha_gradient, model_metric
-from mfutils.interventions import active_hook_count
-from mfutils.metrics import answer_tokens
+from mfutils.engine import memory
+from mfutils.data import synthetic
+from mfutils.engine.encoding import encode
+from mfutils.findings.head_scores import _alpha_gradient, model_metric
+from mfutils.engine.interventions import active_hook_count
+from mfutils.engine.metrics import answer_tokens
 
 
 def _flags(ad):

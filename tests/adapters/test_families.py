@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfutils import synthetic
-from mfutils.adapters import adapter_for
-from mfutils.encoding import encode
-from mfutils.interventions import active_hook_count, capture, knockout, knockout_mask, scale_heads
-from mfutils.loading import ModelBundle
-from mfutils.metrics import last_logits
+from mfutils.data import synthetic
+from mfutils.models.adapters import adapter_for
+from mfutils.engine.encoding import encode
+from mfutils.engine.interventions import active_hook_count, capture, knockout, knockout_mask, scale_heads
+from mfutils.models.loading import ModelBundle
+from mfutils.engine.metrics import last_logits
 
 from .tiny_families import FAMILIES, build
 

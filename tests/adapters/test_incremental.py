@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfutils import incremental, routing, synthetic
-from mfutils.encoding import encode
-from mfutils.interventions import active_hook_count, knockout, knockout_mask, scale_heads
-from mfutils.metrics import last_logits
+from mfutils.engine import incremental
+from mfutils.findings import routing
+from mfutils.data import synthetic
+from mfutils.engine.encoding import encode
+from mfutils.engine.interventions import active_hook_count, knockout, knockout_mask, scale_heads
+from mfutils.engine.metrics import last_logits
 
 
 #: float32 logits of a full pass and of an incremental one may differ in summation order only
@@ -63,8 +65,8 @@ def test_head_ablation_from_its_layer_equals_full_recomputation(bundle, batch):
 def test_tiled_head_ablation_equals_one_head_per_full_pass(bundle, batch):
     """Several heads per pass: the batch tiled, each copy losing another head of the layer,
     recomputed from that layer on (Qwen2-VL's 3-D rotary ids tiled along their batch axis)."""
-    from mfutils.head_scores import ablation_tiled
-    from mfutils.metrics import answer_tokens, readout
+    from mfutils.findings.head_scores import ablation_tiled
+    from mfutils.engine.metrics import answer_tokens, readout
 
     ad = bundle.adapter
     items = synthetic.paper_conflicts(3, seed=7)

@@ -9,10 +9,10 @@ import torch
 import transformers as tf
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-from mfutils import synthetic
-from mfutils.loading import no_video_processor
-from mfutils.interventions.attention import MF_ATTENTION, register_attention
-from mfutils.tokenizer import split_words
+from mfutils.data import synthetic
+from mfutils.models.loading import no_video_processor
+from mfutils.engine.interventions.attention import MF_ATTENTION, register_attention
+from mfutils.models.tokenizer import split_words
 
 LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=4, max_position_embeddings=4096)
@@ -165,7 +165,7 @@ def build(family: str):
 def save(family: str, folder) -> None:
     """Write a tiny random-weight ``family`` model and its processor to ``folder`` (a checkpoint
     of the same layout as the real ``-hf`` ones, for end-to-end runs through the loader)."""
-    from mfutils.loading import save_processor
+    from mfutils.models.loading import save_processor
 
     with no_video_processor():
         model, proc = build(family)

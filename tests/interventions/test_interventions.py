@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfutils.encoding import encode
-from mfutils.interventions import (
+from mfutils.engine.encoding import encode
+from mfutils.engine.interventions import (
     active_hook_count,
     capture,
     knockout,
@@ -14,7 +14,7 @@ from mfutils.interventions import (
     mean_ablate_mlps,
     scale_heads,
 )
-from mfutils.metrics import last_logits
+from mfutils.engine.metrics import last_logits
 
 
 def _hook_count(model) -> int:
@@ -56,7 +56,7 @@ def test_knockout_of_unrelated_groups_is_a_noop_but_real_one_is_not(tiny_bundle,
 
 def test_cutting_every_path_from_image_to_last_makes_answer_image_independent(tiny_bundle, eval_items):
     """With vision -> all later positions cut in every layer, two different images give the same last logits."""
-    from mfutils.schema import Item
+    from mfutils.data.schema import Item
 
     base = next(it for it in eval_items if it.kind == "conflict")
     other = Item.from_dict(dict(base.to_dict(), uid="other", image_ref="synthetic:green:cross:123"))

@@ -1,0 +1,144 @@
+""""What this run shows": each chapter's closing discussion, generated from its own results.
+
+Prose written before a run cannot discuss its numbers. This module writes the discussion
+after: what agrees with the paper and what does not (from the verdict table), anomalies found
+by fixed rules (:data:`mfutils.findings.rules.ANOMALY` holds their thresholds), and what would decide
+the question on a real model (the chapter's registry entry). Every sentence is conditioned on
+the measurements passed in, so the text stays true when the chapter is re-executed with other
+parameters or on another model.
+
+Detectors take the tables the chapters already compute and return sentences (Markdown):
+
+- :func:`early_effects`: knockout effects whose largest layer lies in the first quarter of depth;
+- :func:`below_chance`: an LDAR read that does worse than the constant "follow" reader;
+- :func:`early_margin`: a lens margin that appears in the first quarter of depth;
+- :func:`early_heads`: arbitration heads all in the first quarter of depth;
+- :func:`non_monotonic`: a blocking curve that falls and then rises again;
+- :func:`negative_alpha_repairs`: removal or sign-flip (α ≤ 0) repairing more than α = 2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfutils.findings import rules
+
+def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
+    """What agrees with the paper, what partly does, what does not, and what could not be measured."""
+    out = []
+    for labels, lead in ((rules.AGREES, "**Agrees with the paper.**"),
+                         (rules.PARTLY, "**Agrees in direction, not in size or contrast.**"),
+                         (rules.DISAGREES, "**Does not agree.**"), (rules.UNMEASURED, "**Could not be measured.**")):
+        rows = verdict[verdict["verdict"].isin(labels)]
+        if len(rows):
+            items = "\n".join(f"- {r['claim'].rstrip('.')} (ours: {r['ours']})" for _, r in rows.iterrows())
+            out.append(f"{lead}\n\n{items}")
+    return out
+
+
+def early_effects(curve: pd.DataFrame, value: str = "log_odds") -> list[str]:
+    """Edges whose largest |effect| (≥ the rules' effect threshold) sits in the first quarter of depth."""
+    out = []
+    early = rules.ANOMALY["early_depth"]
+    for (edge, target), g in curve.groupby(["edge", "target"], sort=True):
+        peak = g.loc[g[value].abs().idxmax()]
+        if abs(peak[value]) >= rules.EFFECT_THRESHOLD and peak["depth"] < early:
+            out.append(f"{edge} ({target} following) has its largest effect ({peak[value]:+.2f}) at relative depth "
+                       f"{peak['depth']:.2f}")
+    if not out:
+        return []
+    return ["**Effects at the first layers.** " + "; ".join(out) + f". The paper's routing effects peak at depth "
+            f"{rules.ROUTING_BAND[0]:.2f}–{rules.ROUTING_BAND[1]:.2f}; this model does its routing (or deciding) in its first "
+            "layers instead."]
+
+
+def below_chance(ldar: pd.DataFrame, n_layers: int) -> list[str]:
+    """LDAR reads (mean over the instruction tokens, all samples) below the constant reader in the late band."""
+    band = rules.band_layers(rules.rule("02-ldar").band, n_layers)
+    out = []
+    d = ldar[(ldar["read"] == "mean") & (ldar["outcome"] == "all") & ldar["layer"].isin(band)]
+    for target, g in d.groupby("target", sort=True):
+        mean, chance = float(g["ldar"].mean()), float(g["chance"].iloc[0])
+        if mean < chance - rules.ANOMALY["chance_margin"]:
+            out.append(f"{target} following: LDAR {mean:.2f} against {chance:.2f} for a reader that always says \"follow\"")
+    bal = ldar[(ldar["read"] == "mean") & ldar["layer"].isin(band)].groupby("target")["balanced"].mean().dropna()
+    out += [f"{t} following: balanced LDAR {v:.2f}, below the 0.50 of any constant reader" for t, v in bal.items()
+            if v < 0.5 - rules.ANOMALY["chance_margin"]]
+    if not out:
+        return []
+    return ["**Below chance.** " + "; ".join(out) + ". Read at the instruction tokens, the lens predicts the model's "
+            "answer less often than a reader that ignores them and always says \"follow\": in this model's late layers "
+            "the instruction tokens do not carry the decision in the lens's basis."]
+
+
+def early_margin(emerge: dict, n_layers: int) -> list[str]:
+    """Lens margins that pass half their final value in the first quarter of depth."""
+    early = [(t, l) for t, l in emerge.items() if l is not None and not pd.isna(l)
+             and rules.depth(int(l), n_layers) < rules.ANOMALY["early_depth"]]
+    if not early:
+        return []
+    where = "; ".join(f"{t} following at layer {int(l)} (depth {float(rules.depth(int(l), n_layers)):.2f})" for t, l in early)
+    return [f"**The decision is legible at once.** The last position's lens margin passes half its final value early: "
+            f"{where}. On Qwen2.5-VL-7B it stays near zero until about depth 0.65."]
+
+
+def early_heads(heads: list, n_layers: int) -> list[str]:
+    """Arbitration heads that all sit in the first quarter of depth."""
+    if not heads:
+        return []
+    depths = [float(rules.depth(l, n_layers)) for l, _ in heads]
+    if max(depths) >= rules.ANOMALY["early_depth"]:
+        return []
+    layers = sorted({int(l) for l, _ in heads})
+    return [f"**The heads sit at the bottom.** All {len(heads)} arbitration heads are in layers {layers} "
+            f"(relative depth ≤ {max(depths):.2f}), not in the deep layers where the paper places arbitration."]
+
+
+def non_monotonic(summary: pd.DataFrame, measure_prefix: str = "MF") -> list[str]:
+    """Blocking curves (top heads) that fall and then rise again by at least the rules' tolerance."""
+    out = []
+    tol = rules.ANOMALY["rise_tolerance"]
+    for m, g in summary[summary["measure"].str.startswith(measure_prefix)].groupby("measure", sort=True):
+        g = g.sort_values("fraction")
+        ys = [float(g["baseline"].iloc[0])] + g["top"].astype(float).tolist()
+        xs = [0.0] + g["fraction"].astype(float).tolist()
+        if any(ys[j] - min(ys[:j]) > tol for j in range(1, len(ys))):
+            path = " → ".join(f"{y:.2f}" for y in ys)
+            out.append(f"{m} ({path} at {', '.join(f'{x:.0%}' for x in xs)} of heads blocked)")
+    if not out:
+        return []
+    return ["**Not monotonic.** Following rises again as more heads are blocked: " + "; ".join(out) + ". The heads' "
+            "effects do not add up along the ranking; one reading is that the larger sets also remove heads that pushed "
+            "against the instruction. The 5% verdict reads one point of this curve."]
+
+
+def negative_alpha_repairs(amp: pd.DataFrame) -> list[str]:
+    """Removal or a sign flip (α ≤ 0) that "repairs" at least ``ANOMALY["artefact_repair"]`` of failures."""
+    if amp is None or not len(amp):
+        return []
+    neg = amp[(amp["alpha"] <= 0) & (amp["n_failed"] > 0) & (amp["repaired"] >= rules.ANOMALY["artefact_repair"])]
+    if not len(neg):
+        return []
+    at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
+    ref = f", against {float(at['repaired'].iloc[0]):.0%} at the verdict's α = {rules.VERDICT_ALPHA:g}" if len(at) else ""
+    which = "; ".join(f"α = {r['alpha']:g} turns {r['repaired']:.0%} of failures into the instructed answer while breaking "
+                      f"{r['broken']:.0%} of successes" for _, r in neg.iterrows())
+    return [f"**An artefact, not a repair.** {which}{ref}. Removing or flipping the heads is not amplification, and "
+            "α ≤ 0 never counts as a repair in the verdict; that removal changes failed answers at all suggests these "
+            "heads push against the instruction on them."]
+
+
+def what_this_run_shows(chapter: str, verdict: pd.DataFrame, anomalies: list[str] | None, model_id: str) -> str:
+    """The chapter's closing section body (Markdown): verdicts, anomalies, what would decide it.
+
+    ``anomalies``: the sentences of the detectors that apply to the chapter (empty: none fired;
+    ``None``: no detector applies to it)."""
+    from mfutils.book.chapters import entry
+
+    paras = [f"*Generated from this run's results ({model_id}); re-executing the chapter rewrites it.*"]
+    paras += verdict_paragraphs(verdict)
+    if anomalies is not None:
+        paras += anomalies or ["**Anomalies.** None of the anomaly rules that apply to this chapter fires on this run."]
+    paras.append(f"**What would decide it on a real model.** {entry(chapter).decide}")
+    return "\n\n".join(paras)

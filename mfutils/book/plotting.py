@@ -1,0 +1,274 @@
+"""Figures: one palette (image vs text), readable at page width, CI bands, labelled axes.
+
+Readable means: drawn :data:`WIDTH` inches wide, the width of the book's page column, at
+:data:`DPI`, with no text under :data:`MIN_FONT_PT` points, so a figure shown at page width
+keeps its point sizes. :func:`check_readable` enforces it when a chapter saves a figure.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt  # a kernel shows figures inline; a script without a display gets Agg
+import pandas as pd
+import seaborn as sns
+
+#: One colour per modality across the whole book.
+PALETTE = {"image": "#1f77b4", "text": "#d62728", "Vision Following": "#1f77b4", "Text Following": "#d62728"}
+PAPER_STYLE = {"color": "0.45", "linestyle": "--", "linewidth": 1.4}
+#: inches; the page column is about 676 CSS px (7.0 in at 96 px per inch)
+WIDTH = 7.0
+DPI = 150
+MIN_FONT_PT = 8.0
+
+
+class UnreadableFigureError(ValueError):
+    """A figure with text too small or a width beyond the page column."""
+
+
+def setup() -> None:
+    """Seaborn theme and deterministic PNG output for every chapter."""
+    sns.set_theme(context="notebook", style="whitegrid")
+    # verdict and rule tables hold sentences: never cut a cell at pandas' default 50 characters
+    pd.set_option("display.max_colwidth", None)
+    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "svg.hashsalt": "mfutils", "figure.max_open_warning": 0,
+                         "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8.5,
+                         "ytick.labelsize": 8.5, "legend.fontsize": 8.5, "legend.title_fontsize": 9,
+                         "figure.titlesize": 10, "figure.labelsize": 9})
+
+
+def check_readable(fig) -> None:
+    """Raise :class:`UnreadableFigureError` if ``fig`` is wider than the page column or any
+    visible text in it is smaller than :data:`MIN_FONT_PT` points."""
+    from matplotlib.text import Text
+
+    width = fig.get_size_inches()[0]
+    problems = [f"{width:.2f} in wide (the page column is {WIDTH} in)"] if width > WIDTH + 1e-6 else []
+    small = sorted({(round(t.get_fontsize(), 1), t.get_text()[:30]) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 1e-6})
+    if small:
+        problems.append(f"{len(small)} text(s) under {MIN_FONT_PT:g} pt, e.g. " + "; ".join(f"{s} pt {t!r}" for s, t in small[:4]))
+    if problems:
+        raise UnreadableFigureError("figure not readable at page width: " + "; ".join(problems))
+
+
+def show(fig) -> None:
+    """Check ``fig`` (:func:`check_readable`) and show it: for figures a page draws without saving."""
+    check_readable(fig)
+    plt.show()
+
+
+def example_panels(items: list, ncols: int = 2, wrap: int = 44):
+    """Conflict items as the model sees them: each image, titled with the instructed modality,
+    above its text context, instruction, question and the answer each modality gives."""
+    import textwrap
+
+    from mfutils.models.loading import load_image
+
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 3.3 * nrows), squeeze=False)
+    for ax, it in zip(axes.ravel(), items):
+        ax.imshow(load_image(it), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"told to follow the {it.target}" if it.target else "no instruction",
+                     color=PALETTE.get(it.target, "black"))
+        follow = it.answer_image if it.target == "image" else it.answer_text
+        lines = [textwrap.fill(f"text: {it.context}", wrap), textwrap.fill(f"instruction: {it.instruction}", wrap),
+                 f"Q: {it.question}", f"image says {it.answer_image}; text says {it.answer_text}",
+                 f"instructed answer: {follow}"]
+        ax.set_xlabel("\n".join(lines), loc="left", fontsize=MIN_FONT_PT)
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def direction_label(target: str) -> str:
+    return {"image": "Vision Following", "text": "Text Following"}.get(target, target)
+
+
+def hbar_with_ci(ax, table: pd.DataFrame, label: str, value: str = "following_ratio", hue: str | None = None,
+                 xlabel: str = ""):
+    """Horizontal bars of ``value`` (a share in [0, 1]) with ``ci_low``/``ci_high`` error bars,
+    one per row, labelled by ``label`` (long labels stay readable, unlike rotated x tick labels;
+    the book draws no vertical bar chart). Each bar carries its value as a percentage, so a
+    0% bar still says something."""
+    colours = [PALETTE.get(str(table[hue].iloc[i]) if hue else "", "0.5") for i in range(len(table))]
+    y = range(len(table))
+    ax.barh(y, table[value], color=colours, alpha=0.85)
+    err = [table[value] - table["ci_low"], table["ci_high"] - table[value]]
+    ax.errorbar(table[value], y, xerr=err, fmt="none", ecolor="black", capsize=2, linewidth=1)
+    for i, v in enumerate(table[value]):
+        if pd.isna(v):
+            continue
+        inside = v > 0.8  # near the right edge the label goes inside the bar, left of its error bar
+        lo, hi = (v if pd.isna(x) else float(x) for x in (table["ci_low"].iloc[i], table["ci_high"].iloc[i]))
+        ax.text(min(v, lo) - 0.02 if inside else max(v, hi) + 0.015, i, f"{v:.0%}",
+                va="center", ha="right" if inside else "left", color="white" if inside else "black",
+                fontsize=MIN_FONT_PT)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(table[label].astype(str).tolist())
+    ax.set_xlabel(xlabel or value)
+    return ax
+
+
+def hbar_panels(table: pd.DataFrame, group: str, label: str, value: str = "following_ratio", hue: str | None = None,
+                xlabel: str = "", title: str = "", xlim: tuple[float, float] = (0, 1.02)):
+    """:func:`hbar_with_ci` in one panel per ``group`` (stacked, a shared x axis, each titled by
+    its group), so that each bar's label is only what differs within its group. ``table`` is
+    bottom to top, as for ``barh``; the group seen last is the top panel. Returns the figure."""
+    groups = list(dict.fromkeys(table[group]))[::-1]
+    sizes = [int((table[group] == g).sum()) for g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH, 0.3 * sum(sizes) + 0.42 * len(groups) + 0.9), sharex=True,
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False)
+    for ax, g in zip(axes[:, 0], groups):
+        hbar_with_ci(ax, table[table[group] == g].reset_index(drop=True), label, value, hue)
+        ax.set_xlabel("")
+        ax.set_title(str(g), loc="left")
+    axes[-1, 0].set_xlabel(xlabel or value)
+    axes[-1, 0].set_xlim(*xlim)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def scale_of(values) -> float:
+    """The largest |value| (NaN ignored), or 1 when there is none: a factor to divide a curve by."""
+    import numpy as np
+
+    v = np.abs(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    return float(v.max()) if len(v) and v.max() > 0 else 1.0
+
+
+def normalised(df: pd.DataFrame, value: str, also: list[str] = ()) -> pd.DataFrame:
+    """``df`` (sorted along the curve) with ``value`` and the ``also`` columns divided by
+    |``value``| at the curve's last point, so two models' curves on different scales end at ±1
+    and share one zero. The factor is in ``.attrs["scale"]`` (1 when the last value is 0)."""
+    out = df.copy()
+    scale = scale_of(df[value].iloc[-1:])
+    for col in [value, *also]:
+        out[col] = df[col] / scale
+    out.attrs["scale"] = scale
+    return out
+
+
+def line_with_band(ax, df: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None, label: str = "",
+                   color: str | None = None, **kw):
+    """A line of ``y`` over ``x`` with a shaded ``[lo, hi]`` band when given."""
+    ax.plot(df[x], df[y], label=label, color=color, **kw)
+    if lo and hi:
+        ax.fill_between(df[x], df[lo], df[hi], color=color, alpha=0.2, linewidth=0)
+    return ax
+
+
+_PAPER_NAMES = {"TextCtx -/-> Instruction": ["TextCtx -/-> Instruction", "TextCtx -/-> Modality Inst"],
+                "Vision -/-> TextCtx": ["Vision -/-> Text Context"],
+                "Vision -/-> Instruction": ["Vision -/-> Instruction", "Vision -/-> Modality Inst"],
+                "TextCtx -/-> Constraint": ["TextCtx -/-> Constraint Inst"],
+                "Vision -/-> Constraint": ["Vision -/-> Constraint Inst"]}
+
+
+def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
+    """The paper's curve for one of our edge names and directions (empty if the paper has none)."""
+    names = _PAPER_NAMES.get(edge, [edge])
+    d = paper[(paper["series"].isin(names)) & (paper["direction"] == direction_label(target))]
+    return d.sort_values("layer")
+
+
+#: legend names of the shipped organisms; any other model goes by its id's last part
+SHORT_NAMES = {"pretrained-organism": "pretrained organism", "organism": "tiny organism"}
+
+
+def model_name(model_id: str) -> str:
+    """A short legend name for ``model_id``: "pretrained organism", "tiny organism", or the
+    last part of a Hub id or folder ("llava-1.5-7b-hf")."""
+    return SHORT_NAMES.get(model_id, str(model_id).rstrip("/").split("/")[-1])
+
+
+def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
+                    ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = "",
+                    band: tuple[float, float] | None = None, model: str = "ours"):
+    """Grid: one row per edge, one column per direction; ours (solid, 95% CI band where the
+    curve has one) and the paper's (dashed grey, Qwen2.5-VL-7B) on relative depth. ``band``:
+    a relative-depth range to shade (a rule's pre-registered layer band); ``model``: the name
+    the legend gives our curves (:func:`model_name`).
+
+    The two directions of an edge share one y scale (a row), so their zeros sit at the same
+    height and compare by eye; edges differ by orders of magnitude, so rows scale apart."""
+    targets = ["image", "text"]
+    fig, axes = plt.subplots(len(edges), len(targets), figsize=(WIDTH, 1.45 * len(edges) + 1.1), sharex=True,
+                             sharey="row", squeeze=False)
+    for i, edge in enumerate(edges):
+        for j, target in enumerate(targets):
+            ax = axes[i, j]
+            c = curve[(curve["edge"] == edge) & (curve["target"] == target)].sort_values("depth")
+            if not c.empty:
+                lo, hi = ("ci_low", "ci_high") if value == "i_nssd" else (f"{value}_ci_low", f"{value}_ci_high")
+                ci = (lo, hi) if lo in c.columns else (None, None)
+                line_with_band(ax, c, "depth", value, *ci, label=model, color=PALETTE[target], marker="o",
+                               markersize=3)
+            if band is not None:
+                ax.axvspan(*band, color="0.85", alpha=0.5, linewidth=0)
+            p = paper_series(paper, edge, target)
+            if not p.empty:
+                ax.plot(p["depth"], p["value"], label="paper", **PAPER_STYLE)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_title(f"{edge} · {direction_label(target)}", fontsize=MIN_FONT_PT + 0.5)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label=f"{model}, vision following"),
+               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label=f"{model}, text following"),
+               Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
+    if paper.empty:
+        handles = handles[:2]
+    fig.supxlabel("relative depth (layer / number of layers)")
+    fig.supylabel(ylabel)
+    top = 1 - 0.75 / fig.get_size_inches()[1]  # room for the title and the legend above the grid
+    if title:
+        fig.suptitle(title, y=0.995)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.35 / fig.get_size_inches()[1]),
+               ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    return fig
+
+
+def training_curve(curve: list[dict], title: str = ""):
+    """An organism's training record as two panels: the loss every 10 steps, and the held-out
+    monitor's accuracy per group at the evaluation steps. ``curve``: ``training.json``'s rows
+    (``step``, ``loss``, optional ``eval``, ``decay_from`` and ``monitor_images``). A dotted
+    vertical line marks where the learning rate starts to decay; a dashed one, where the
+    monitor switches from images described in text to image tokens."""
+    import matplotlib.pyplot as plt
+
+    loss = pd.DataFrame(curve)
+    evals = pd.DataFrame([{"step": r["step"], **r["eval"]} for r in curve if "eval" in r])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.8))
+    ax1.plot(loss["step"], loss["loss"], color="0.3", linewidth=0.8)
+    ax1.set_xlabel("training step")
+    ax1.set_ylabel("cross-entropy (nats)")
+    ax1.set_title("training loss")
+    styles = {"conflict/image": (PALETTE["image"], "-"), "conflict/text": (PALETTE["text"], "-"),
+              "image_only": (PALETTE["image"], ":"), "text_only": (PALETTE["text"], ":")}
+    for group, (colour, ls) in styles.items():
+        ax2.plot(evals["step"], evals[group], color=colour, linestyle=ls, marker="o", markersize=3, label=group)
+    ax2.axhline(0.95, color="0.5", linestyle="--", linewidth=0.8, label="target 95%")
+    for r in curve:
+        if "decay_from" in r:
+            for ax in (ax1, ax2):
+                ax.axvline(r["decay_from"], color="0.6", linestyle=":", linewidth=0.8)
+            ax1.annotate("learning-rate\ndecay", (r["decay_from"], 0.97), xycoords=("data", "axes fraction"),
+                         xytext=(-4, 0), textcoords="offset points", ha="right", va="top", color="0.4")
+    tokens = [r["step"] for r in curve if r.get("monitor_images") == "tokens"]
+    if tokens and any(r.get("monitor_images") == "described" for r in curve):
+        ax2.axvline(tokens[0], color="0.3", linestyle="--", linewidth=0.8)
+        ax2.annotate("image\ntokens →", (tokens[0], 0.05), xycoords=("data", "axes fraction"),
+                     xytext=(4, 0), textcoords="offset points", ha="left", va="bottom", color="0.3")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("held-out accuracy (share)")
+    ax2.set_title("held-out monitor set")
+    if title:
+        fig.suptitle(title)
+    fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    return fig

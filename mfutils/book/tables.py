@@ -1,0 +1,155 @@
+"""One way to show a table in the book: no index, no cut cells, numbers formatted, column-wide.
+
+    from mfutils.book import tables
+    tables.show(summary, percent=["following_ratio"])
+
+pandas' default notebook view shows a meaningless index, cuts every cell at 50 characters
+(the verdict tables hid their text-following numbers behind "…") and prints floats as
+0.966667. :func:`render` writes the HTML the book shows instead; the page's stylesheet
+(``_static/tables.css``) wraps long cells, so a table never runs past the page column (the
+site test measures that in a browser).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Iterable
+
+import pandas as pd
+
+#: the pair of columns holding a bootstrap interval, folded into the value they qualify
+CI_COLUMNS = ("ci_low", "ci_high")
+
+
+def fmt_number(x, digits: int = 3) -> str:
+    """A float to ``digits`` significant digits (integers as integers; NaN as an em dash)."""
+    if hasattr(x, "item"):  # numpy scalars
+        x = x.item()
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1):
+        return f"{int(x):,}"
+    if abs(x) >= 10 ** digits:  # whole numbers with separators, never 3.89e+03
+        return f"{round(x):,}"
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
+
+
+def fmt_percent(x, low=None, high=None) -> str:
+    """``0.967`` -> ``96.7%``; with a CI, ``96.7% [93.1, 98.6]`` (NaN: an em dash)."""
+    x, low, high = (v.item() if hasattr(v, "item") else v for v in (x, low, high))
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    out = f"{100 * x:.1f}%"
+    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+        out += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return out
+
+
+def format_frame(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
+                 columns: list[str] | None = None) -> pd.DataFrame:
+    """``df`` as strings: ``percent`` columns as percentages, each folding in ``ci_low``/
+    ``ci_high`` (or ``<col>_ci_low``/``<col>_ci_high``) when present; other floats to 3
+    significant digits. The CI columns folded in are dropped. ``columns`` picks and orders
+    the columns first; ``rename`` relabels them last (plain words for a reader)."""
+    df = df.reset_index(drop=not _named_index(df)) if not isinstance(df.index, pd.RangeIndex) else df
+    if isinstance(df.columns, pd.MultiIndex):  # a pivot's column levels, as one label each
+        df = df.set_axis([" ".join(str(p) for p in c if str(p)).strip() for c in df.columns], axis=1)
+    cis = _ci_map(df, percent)
+    folded = {c for pair in cis.values() for c in pair}
+    if columns is not None:
+        df = df[columns + [c for c in df.columns if c not in columns and c in folded]]
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        if col in folded:
+            continue
+        values = df[col]
+        if col in cis or col in percent:
+            lo, hi = cis.get(col, (None, None))
+            out[col] = [fmt_percent(v, df[lo].iloc[i] if lo else None, df[hi].iloc[i] if hi else None)
+                        for i, v in enumerate(values)]
+        elif pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
+            out[col] = [fmt_number(v) for v in values]
+        else:
+            out[col] = [_cell(v) for v in values]
+    if rename:
+        out = out.rename(columns=rename)
+    return out.reset_index(drop=True)
+
+
+def render(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
+           columns: list[str] | None = None, caption: str | None = None) -> str:
+    """The HTML of :func:`format_frame`'s table: no index, every cell whole, escaped."""
+    return _html(format_frame(df, percent=tuple(percent), rename=rename, columns=columns), caption)
+
+
+def _html(shown: pd.DataFrame, caption: str | None) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+                   for r in shown.itertuples(index=False))
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f'<table class="mf-table">{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+class Table:
+    """A rendered table for ``display``: HTML for the page, aligned plain text for nbval."""
+
+    def __init__(self, df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
+                 columns: list[str] | None = None, caption: str | None = None):
+        shown = format_frame(df, percent=tuple(percent), rename=rename, columns=columns)
+        self._html = _html(shown, caption)
+        self._text = shown.to_string(index=False) if len(shown) else "(no rows)"
+
+    def _repr_html_(self) -> str:
+        return self._html
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+def show(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
+         columns: list[str] | None = None, caption: str | None = None) -> None:
+    """Display ``df`` as the book's tables look (see :func:`render`)."""
+    from IPython.display import display
+
+    display(Table(df, percent=tuple(percent), rename=rename, columns=columns, caption=caption))
+
+
+def _cell(v) -> str:
+    if hasattr(v, "item") and not isinstance(v, (list, tuple)):
+        v = v.item()
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        return fmt_number(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(x) for x in v)
+    return str(v)
+
+
+def inline(d: dict) -> str:
+    """``{name: value}`` as one line of a sentence ("paper instructions 96, held-out paraphrases
+    192"), each value as the book's tables print it (floats to 3 significant digits), so a page
+    never prints a raw dict with every digit."""
+    return ", ".join(f"{k} {_cell(v)}" for k, v in d.items())
+
+
+def _named_index(df: pd.DataFrame) -> bool:
+    """A set index that carries data (a named or multi-level one) becomes columns; a default one is dropped."""
+    return any(n is not None for n in df.index.names)
+
+
+def _ci_map(df: pd.DataFrame, percent: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """percent column -> its interval columns: its own ``<col>_ci_low/high``, else the plain
+    ``ci_low/ci_high`` pair, which qualifies the first percent column only."""
+    out: dict[str, tuple[str, str]] = {}
+    generic_free = all(c in df.columns for c in CI_COLUMNS)
+    for col in percent:
+        own = (f"{col}_ci_low", f"{col}_ci_high")
+        if all(c in df.columns for c in own):
+            out[col] = own
+        elif generic_free:
+            out[col], generic_free = CI_COLUMNS, False
+    return out
