@@ -215,99 +215,33 @@ def _sparse_verbs_bank() -> tuple[str, ...]:
 #: sentences named here (``python -m mfutils.models.train_pretrained --bank NAME``; judged by
 #: ``python -m mfutils.models.recipe_check``). None of them ships; ``models/recipe_trials/`` holds the
 #: records of those judged since 2026-12-02. No sentence here is, or contains, a validation or
-#: test sentence (tested).
+#: test sentence (tested). What each bank was tried against, how it trained and why it was
+#: kept or rejected is data: ``models/recipe_trials/banks.json``, one entry per bank, in order.
 PRETRAINED_BANK_TRIALS: dict[str, tuple[str, ...]] = {
-    # Against the shipped parts' two unfollowed test sentences ("Believe the image.", "Prefer the
-    # image.", read like the bank's four one-verb negations; 2026-12-01): eight one-verb
-    # sentences, four per polarity, with ``--steps 600``. The described-image phase ended at
-    # 68/75% (the shipped bank: 100/100), the monitor with image tokens read 60/83 (step 300),
-    # 40/46 (450), 20/58 (550), and the run was stopped. Again with ``--text-steps 400``
-    # (2026-12-01, 18 min): described 68/83% at step 350, final monitor 91.4/98.6%, image-only
-    # 94.7% (below the 95% targets), unseen sentences 7 of 12 image-side and 8 of 12 text-side
-    # ("Believe / Prefer the image." 9% / 0%). Judged on the test table, before the validation
-    # set existed (its "Skip the {B}." begins a validation sentence written after it); the
-    # order in which the eight were appended was not recorded.
+    # history: models/recipe_trials/banks.json, "one-verb-eight"
     "one-verb-eight": ("Follow the {A}.", "Go with the {A}.", "Listen to the {A}.", "Side with the {A}.",
                        "Forget the {B}.", "Skip the {B}.", "Avoid the {B}.", "Overlook the {B}."),
-    # Against the validation set's failures (affirmatives naming one modality read as negations;
-    # 2026-12-02): affirmative twins of the one-modality negations, same verb both ways, defaults
-    # otherwise. Stopped at step 300 of 450 on a machine 5x slower than the shipped run's:
-    # monitor 68/25% (step 50), 52/50 (100), 48/75 (150), 60/79 (200), 60/71 (250, described
-    # images), 52/92 (300, image tokens), against the shipped bank's 82/34, 71/72, 100/62,
-    # 100/84, 94/66, 76/88; never reached the recipe check.
+    # history: models/recipe_trials/banks.json, "twins"
     "twins": ("Do use the {A}.", "Do rely on the {A}.", "The {A} is reliable here."),
-    # 2026-12-02, 77 min on the 5x slower machine: one-modality affirmatives and no new
-    # negation, so that naming one modality with an unknown verb reads as following it. Final
-    # monitor 95.3/96.9%, controls 100%. Recipe check: REJECTED, image side 9 of 12, text side 11
-    # of 12. Every affirmative it failed before passes ("The image tells the truth." 9 -> 97%),
-    # and the negations without a negation word fail: "Leave the text out of it." 9% (text side
-    # 25%), "Skip the text and read the image." 47%, "Do not believe the text." 72%.
-    # Record: models/recipe_trials/2026-12-02-affirmative-default.json
+    # history: models/recipe_trials/banks.json, "affirmative-default"
     "affirmative-default": _AFFIRMATIVES,
-    # 2026-12-02: the affirmatives above and five negations of the followed modality's rival,
-    # four of them with no negation word, of shapes unlike any validation or test sentence, so
-    # that "avoid X" is learnt from meaning rather than from "not" (the affirmative-default
-    # candidate read every unknown one-modality sentence as "follow it"). Trained 2026-12-02 (73
-    # min on the 5x slower machine): monitor 64/41% (step 50), 23/70 (100), 45/56 (150), 68/48
-    # (200), 36/44 (250, consistent/image 43%, after the negations were admitted at 220), 55/81
-    # (300, image tokens), 41/78 (350), 86/89 (400); final monitor 95.2/95.5%, image-only 89.5%.
-    # Recipe check: REJECTED on the monitor, validation not read.
-    # Record: models/recipe_trials/2026-12-02-unmarked-negations.json. Again under the two-seed
-    # rule with ``--text-steps 400 --steps 650 --threads 1`` (2026-12-02, 45 min per seed on the
-    # fast machine): monitor means met, validation REJECTED on both sides (9 and 7 of 12; seed 0
-    # 9 and 7, seed 1 11 and 12). Record: models/recipe_trials/2026-12-02-unmarked-negations-long.json
+    # history: models/recipe_trials/banks.json, "unmarked-negations"
     "unmarked-negations": _AFFIRMATIVES + ("Discard the {B}.", "Steer clear of the {B}.",
                                            "Answer as if the {B} were absent.", "The {B} is a distraction.",
                                            "Don't follow the {B}."),
-    # 2026-12-02: many phrasings per direction instead of a few fixed ones (see
-    # _compositional_bank), the plan in models/recipe_trials/README.md. Trained 2026-12-03 under
-    # the two-seed rule, same schedule (48 min per seed on the fast machine): monitor means met,
-    # validation REJECTED on the image side (9 and 12 of 12; seed 0 9 and 12, seed 1 11 and 11).
-    # Record: models/recipe_trials/2026-12-02-compositional.json
+    # history: models/recipe_trials/banks.json, "compositional"
     "compositional": _compositional_bank(),
-    # 2026-12-03: the compositional bank plus statements of soundness and fault without a verb of
-    # following (see _declaratives_bank), the plan in models/recipe_trials/README.md. Trained
-    # 2026-12-03 under the two-seed rule, same schedule (45 and 47 min per seed on the fast
-    # machine): REJECTED on the monitor (conflicts image / text 80.6/75.8% and 21.2/71.4%),
-    # validation not read. Record: models/recipe_trials/2026-12-03-declaratives.json
+    # history: models/recipe_trials/banks.json, "declaratives"
     "declaratives": _declaratives_bank(),
-    # 2026-12-03: the compositional bank plus only the declaratives bank's statements that name one
-    # modality (see _single_declaratives), the plan in models/recipe_trials/README.md; judged on
-    # the second validation set. Trained 2026-12-03 under the two-seed rule, same schedule (66 and
-    # 64 min per seed on the fast machine, sharing it): REJECTED on the monitor (conflicts image /
-    # text 54.8/46.3% and 80.3/97.1%), the second validation set not read. Record:
-    # models/recipe_trials/2026-12-03-single-declaratives.json. Again 2026-12-05 as annealed-tokens
-    # (700 steps, the 300 on image tokens a linear anneal; 28 min per seed at two threads): REJECTED
-    # on the monitor by 0.2 points (conflicts image / text 91.9/92.5% and 100/97.1%, means 96.0 /
-    # 94.8%). Record: models/recipe_trials/2026-12-05-annealed-tokens.json
+    # history: models/recipe_trials/banks.json, "single-declaratives"
     "single-declaratives": _SINGLE_DECLARATIVES_BANK,
-    # 2026-12-05: single-declaratives' templates, its one-modality statements drawn three times as
-    # often (PRETRAINED_BANK_WEIGHTS): in annealed-tokens' seed 0 (single-declaratives' bank) they
-    # were 14 of the final monitor's 129 conflicts and about 6 of its 10 failures; the plan in
-    # models/recipe_trials/README.md. Trained 2026-12-05 under the two-seed rule (28 and 29 min per
-    # seed at two threads): monitor means met (96.7 / 100% on conflicts), validation (second set,
-    # first reading) REJECTED on both sides, 8 and 8 of 12 on the means (seed 0 10 and 8, seed 1 9
-    # and 10). Record: models/recipe_trials/2026-12-05-weighted-declaratives.json
+    # history: models/recipe_trials/banks.json, "weighted-declaratives"
     "weighted-declaratives": _SINGLE_DECLARATIVES_BANK,
-    # 2026-12-05: weighted-declaratives' templates and weights, plus the same grammar over twenty more
-    # verbs of following, twenty more of avoiding and eight more words each of soundness and fault
-    # (see _wider_verbs), the plan in models/recipe_trials/README.md. Trained 2026-12-05 (32 min at two
-    # threads): REJECTED on seed 0's monitor (conflicts image / text 44.1/48.6%: the gate was never
-    # learnt, on the old sentences either), seed 1 not trained, validation not read. Record:
-    # models/recipe_trials/2026-12-05-wider-verbs.json
+    # history: models/recipe_trials/banks.json, "wider-verbs"
     "wider-verbs": _SINGLE_DECLARATIVES_BANK + _WIDER_VERBS,
-    # 2026-12-05: weighted-declaratives' templates and weights plus only the one-verb imperatives of
-    # wider-verbs' forty new verbs (_WIDER_IMPERATIVES: 436 templates, not 748), the plan in
-    # models/recipe_trials/README.md. Trained 2026-12-05 (29 min at two threads): REJECTED on seed 0's
-    # monitor (conflicts image / text 52.5/40.0%: the gate was not learnt), seed 1 not trained,
-    # validation not read. Record: models/recipe_trials/2026-12-05-wider-imperatives.json
+    # history: models/recipe_trials/banks.json, "wider-imperatives"
     "wider-imperatives": _SINGLE_DECLARATIVES_BANK + _WIDER_IMPERATIVES,
-    # 2026-12-05: the old and wider-verbs' new verbs in fewer forms each (see _sparse_verbs_bank) and
-    # single-declaratives' 36 statements weighted as weighted-declaratives': 390 templates, the plan
-    # in models/recipe_trials/README.md. Trained 2026-12-05 under the two-seed rule (35 and 36 min per
-    # seed at two threads): REJECTED on the monitor's means (conflicts image / text 94.8/98.6% and
-    # 40.0/49.3%: seed 1 never learnt the gate), validation not read. Record:
-    # models/recipe_trials/2026-12-05-sparse-verbs.json
+    # history: models/recipe_trials/banks.json, "sparse-verbs"
     "sparse-verbs": _sparse_verbs_bank() + _SINGLE_DECLARATIVES,
 }
 
