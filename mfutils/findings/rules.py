@@ -282,3 +282,197 @@ def verdict_row(r: Rule, ours: str, verdict: str, **extra) -> dict:
 
 def fmt_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{est:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules of 2026-12-06 (issue 40: verdicts a sceptic would sign), written and committed before
+# any chapter is re-executed under them. NOT YET IN FORCE: the committed chapters were judged
+# by the functions above (``directional``, ``route_claim``, ``combine`` and the chapters' own
+# head and blocking rules). A chapter re-executed under these says so on its page; until then
+# these functions are read by their tests only. Each closes a gap an audit of the executed book
+# found: significant but negligible effects called "partly", a bypass judged only inside the
+# routing band, one direction's "partly" carrying a two-direction claim, unmeasured heads
+# passing a specificity test, five random head sets standing for a distribution, amplification
+# judged on six failures against no removal contrast, and measures at their ceiling.
+# ---------------------------------------------------------------------------------------------
+
+#: Fewest random head sets per fraction for a percentile band (the 2.5th percentile of five
+#: draws is their minimum).
+MIN_RANDOM_DRAWS = 50
+#: The most successes an intervention may break (share) for a repair to count.
+MAX_BROKEN = 0.05
+#: Disjoint selection splits a head set is chosen on, to show how much it depends on its split.
+STABILITY_SPLITS = 3
+#: Verdict words of the new rules beside the old: a measure pinned at its bound says so.
+AT_CEILING = "at ceiling"
+AT_FLOOR = "at floor"
+
+
+def effect_verdict(r: Rule, est: float, lo: float, hi: float) -> str:
+    """A signed effect claim under the minimum-effect rule: *reproduced* needs the interval
+    beyond zero in the paper's direction **and** the estimate at or beyond the threshold;
+    *partly* the interval beyond zero and at least half the threshold; anything smaller is
+    *not reproduced*, however small its p-value (16 confident samples make −0.03 log-odds
+    significant against a threshold of 0.25)."""
+    if r.expect not in ("negative", "positive"):
+        raise ValueError(f"rule {r.id} is not a signed claim")
+    sign = -1.0 if r.expect == "negative" else 1.0
+    beyond_zero = hi < 0 if sign < 0 else lo > 0
+    size = sign * est
+    if beyond_zero and size >= r.threshold:
+        return "reproduced"
+    if beyond_zero and size >= r.threshold / 2:
+        return "partly"
+    return "not reproduced"
+
+
+def strongest_layer(per_layer: dict[int, float], expect: str) -> tuple[int, float]:
+    """``(layer, estimate)`` of the strongest effect in the claim's direction at any depth."""
+    pick = min if expect == "negative" else max
+    layer = pick(sorted(per_layer), key=lambda l: per_layer[l])
+    return layer, per_layer[layer]
+
+
+def route_verdict(r: Rule, route: tuple[float, float, float], bypass_per_layer: dict[int, float],
+                  n_layers: int) -> tuple[str, str]:
+    """A route claim against its bypass **at any depth**: the route's band effect (``route``:
+    estimate and 95% interval) is judged by :func:`effect_verdict`, then capped at *not
+    reproduced* when the bypass's strongest single-layer effect anywhere is stronger than the
+    route's band effect, and at *partly* when it is within the threshold of it. Returns the
+    verdict and a note naming the bypass's strongest layer and depth."""
+    verdict = effect_verdict(r, *route)
+    layer, bypass = strongest_layer(bypass_per_layer, r.expect)
+    sign = -1.0 if r.expect == "negative" else 1.0
+    note = f"bypass {r.bypass} strongest at layer {layer} (depth {float(depth(layer, n_layers)):.2f}): {bypass:+.2f}"
+    if sign * bypass > sign * route[0]:
+        return "not reproduced", note + ", stronger than the route"
+    if verdict == "reproduced" and sign * (route[0] - bypass) < r.threshold:
+        return "partly", note + ", within the threshold of the route"
+    return verdict, note
+
+
+def combine_directions(verdicts: dict[str, str]) -> tuple[str, str]:
+    """One verdict for a claim covering several directions: *reproduced* only if every direction
+    is, *partly* only if every direction is at least *partly*, else *not reproduced*. Returns the
+    verdict and a note naming each direction that shows no effect (empty when none)."""
+    if not verdicts:
+        raise ValueError("a claim needs at least one direction")
+    values = list(verdicts.values())
+    if all(v == "reproduced" for v in values):
+        verdict = "reproduced"
+    elif all(v in ("reproduced", "partly") for v in values):
+        verdict = "partly"
+    else:
+        verdict = "not reproduced"
+    none = [d for d, v in verdicts.items() if v not in ("reproduced", "partly")]
+    return verdict, ("no effect in " + ", ".join(none)) if none else ""
+
+
+def measured_arbitration_heads(follow: np.ndarray, follow_se: np.ndarray, control: np.ndarray,
+                               control_se: np.ndarray) -> np.ndarray:
+    """Which heads are *arbitration heads*: the exactly measured ablation drop on follow items
+    exceeds the drop on control items by more than twice the difference's standard error. A
+    head without an exact measurement (a ``nan`` standard error on either side, as for every
+    head only the fast scorer estimated) is never one: no estimate stands in for a measurement.
+    All arrays ``(L, H)``; returns a boolean ``(L, H)``."""
+    follow, control = np.asarray(follow, float), np.asarray(control, float)
+    se = np.sqrt(np.asarray(follow_se, float) ** 2 + np.asarray(control_se, float) ** 2)
+    measured = np.isfinite(se) & np.isfinite(follow) & np.isfinite(control)
+    out = np.zeros(follow.shape, dtype=bool)
+    out[measured] = (follow - control)[measured] > 2 * se[measured]
+    return out
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
+    """``(k / n, low, high)``: a share and its 95% Wilson score interval."""
+    if n <= 0:
+        raise ValueError("a share needs n > 0")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def random_band(ratios) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the following ratio under random same-layer head
+    sets; refuses fewer than :data:`MIN_RANDOM_DRAWS` draws."""
+    ratios = np.asarray(ratios, float)
+    if len(ratios) < MIN_RANDOM_DRAWS:
+        raise ValueError(f"{len(ratios)} random head sets: a percentile band needs at least {MIN_RANDOM_DRAWS}")
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def blocking_direction(r: Rule, clean: float, blocked_k: int, n: int, random_ratios) -> tuple[str, str]:
+    """One direction of the blocking claim: the blocked ratio (``blocked_k`` of ``n`` followed)
+    with its Wilson interval must lie below the random sets' band (interval's top under the
+    band's 2.5th percentile) and its relative drop from ``clean`` reach the threshold for
+    *reproduced*; below the band with at least half the threshold is *partly*."""
+    ratio, lo, hi = wilson(blocked_k, n)
+    band_lo, band_hi = random_band(random_ratios)
+    drop = (clean - ratio) / clean if clean > 0 else 0.0
+    note = (f"blocked {ratio:.2f} [{lo:.2f}, {hi:.2f}] of n = {n}; random sets {band_lo:.2f}–{band_hi:.2f} "
+            f"({len(np.asarray(random_ratios))} draws); drop {drop:.0%}")
+    below = hi < band_lo
+    if below and drop >= r.threshold:
+        return "reproduced", note
+    if below and drop >= r.threshold / 2:
+        return "partly", note
+    return "not reproduced", note
+
+
+FAILURE_TYPES = ("misread instruction", "other")
+
+
+def failure_type(answer: str, answer_under_opposite: str) -> str:
+    """A failure is a *misread instruction* when the model gives the answer it gives under the
+    opposite instruction (it followed the other modality as if told to); otherwise *other*."""
+    return FAILURE_TYPES[0] if answer.strip().lower() == answer_under_opposite.strip().lower() else FAILURE_TYPES[1]
+
+
+def failures_measurable(n_failures: int) -> bool:
+    """A claim about failed samples is judged only on at least :data:`MIN_FAILURES` of them."""
+    return n_failures >= MIN_FAILURES
+
+
+def amplification_verdict(r: Rule, repaired: dict[float, np.ndarray], broken_k: int, n_successes: int,
+                          n_boot: int = 1000, seed: int = 0) -> tuple[str, str]:
+    """Amplification at α = :data:`VERDICT_ALPHA` against the clean pass (α = 1) and removal
+    (α = 0), on the same failures. ``repaired[alpha]``: per failure, 1 if the instructed answer
+    is given, else 0 (the same failures in the same order for every α). *Reproduced* needs at
+    least :data:`MIN_FAILURES` failures, the paired difference α = 2 minus each of α = 1 and
+    α = 0 with its bootstrap interval above zero, the repaired share at the threshold, and
+    fewer than :data:`MAX_BROKEN` of ``n_successes`` broken; *partly* the same with the share at
+    :data:`PARTLY_REPAIR`; fewer failures: *not measurable*."""
+    amp = np.asarray(repaired[VERDICT_ALPHA], float)
+    n = len(amp)
+    if not failures_measurable(n):
+        return "not measurable", f"{n} failures (at least {MIN_FAILURES} needed)"
+    diffs = {a: bootstrap_ci(amp - np.asarray(repaired[a], float), n_boot=n_boot, seed=seed) for a in (1.0, 0.0)}
+    broke = broken_k / n_successes if n_successes else 0.0
+    share = float(amp.mean())
+    note = (f"repaired {share:.0%} of {n} failures at α = {VERDICT_ALPHA:g}; "
+            + "; ".join(f"minus α = {a:g}: {fmt_ci(*d)}" for a, d in diffs.items())
+            + f"; broke {broke:.1%} of {n_successes} successes")
+    beats = all(d[1] > 0 for d in diffs.values()) and broke < MAX_BROKEN
+    if beats and share >= r.threshold:
+        return "reproduced", note
+    if beats and share >= PARTLY_REPAIR:
+        return "partly", note
+    return "not reproduced", note
+
+
+def jaccard(a, b) -> float:
+    """Overlap of two head sets: |a ∩ b| / |a ∪ b| (1 for two empty sets)."""
+    a, b = set(map(tuple, a)), set(map(tuple, b))
+    return 1.0 if not a | b else len(a & b) / len(a | b)
+
+
+def bound_note(before: float, after: float, ceiling: float = 1.0, floor: float = 0.0) -> str:
+    """:data:`AT_CEILING` / :data:`AT_FLOOR` when a measure sits at its bound before and after
+    (a control the model never misses cannot show that it survived), else empty."""
+    if before >= ceiling and after >= ceiling:
+        return AT_CEILING
+    if before <= floor and after <= floor:
+        return AT_FLOOR
+    return ""
+
