@@ -261,6 +261,8 @@ def write_glance(readme: Path | None = None) -> bool:
     """Rewrite the README's generated block from the results; returns whether it changed."""
     readme = readme or project_root() / "README.md"
     text = readme.read_text()
+    if GLANCE_BEGIN not in text or GLANCE_END not in text:
+        raise ValueError(f"{readme} lacks the lines that bound its generated block:\n{GLANCE_BEGIN}\n{GLANCE_END}")
     head, _, rest = text.partition(GLANCE_BEGIN + "\n")
     _, _, tail = rest.partition(GLANCE_END)
     new = f"{head}{GLANCE_BEGIN}\n{glance_markdown()}\n{GLANCE_END}{tail}"

@@ -20,6 +20,10 @@ class DryRunError(RuntimeError):
     """One or more problems found before any heavy work; the message lists each."""
 
 
+def _refuse(problems: list[str]) -> None:
+    raise DryRunError("dry run found problems:\n  - " + "\n  - ".join(problems))
+
+
 def dry_run(chapters: list[str], parameters: dict) -> list[str]:
     """Check ``parameters`` for ``chapters``; returns a report (one line per check) or raises."""
     from mfutils.findings.evaluation import conflict_items
@@ -36,7 +40,7 @@ def dry_run(chapters: list[str], parameters: dict) -> list[str]:
         except (ParameterError, TypeError, ValueError) as err:
             problems.append(f"{chapter}: {err}")
     if problems:  # before the model: building it takes a minute and a gigabyte, and cannot fix a typo
-        raise DryRunError("dry run found problems:\n  - " + "\n  - ".join(problems))
+        _refuse(problems)
     if specs:
         report.append(f"parameters: ok for {len(specs)} chapter(s)")
         s = specs[0]
@@ -57,5 +61,5 @@ def dry_run(chapters: list[str], parameters: dict) -> list[str]:
         except Exception as err:  # malformed rows raise with their index and reason
             problems.append(f"data: {err}")
     if problems:
-        raise DryRunError("dry run found problems:\n  - " + "\n  - ".join(problems))
+        _refuse(problems)
     return report

@@ -19,6 +19,7 @@ that read both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from mfutils.runs.locks import LockHeld, hold
 from mfutils.runs.paths import project_root
 from mfutils.book.sources import SUFFIX, write_notebook
 
@@ -303,27 +305,20 @@ class ChapterBusyError(SystemExit):
     """Another runner is executing the same chapter into the same notebook."""
 
 
+@contextlib.contextmanager
 def _notebook_lock(dst: Path):
     """Hold ``<dst>.lock`` while the chapter executes; refuse (exit 2) if another runner holds it.
 
     Two runs of one chapter would share its ``.partial.ipynb`` and its results folder (which
     :class:`mfutils.runs.results.RunWriter` locks too, from inside the kernel, for runs from a notebook)."""
-    import contextlib
-
-    from mfutils.runs.locks import LockHeld, hold
-
-    @contextlib.contextmanager
-    def held():
-        try:
-            handle = hold(dst.with_name(dst.name + ".lock"))
-        except LockHeld as err:
-            print(f"{dst.stem} is being executed by another runner ({err.holder}); wait for it to finish or stop it, "
-                  "then run again", file=sys.stderr, flush=True)
-            raise ChapterBusyError(2) from None
-        with handle:
-            yield
-
-    return held()
+    try:
+        handle = hold(dst.with_name(dst.name + ".lock"))
+    except LockHeld as err:
+        print(f"{dst.stem} is being executed by another runner ({err.holder}); wait for it to finish or stop it, "
+              "then run again", file=sys.stderr, flush=True)
+        raise ChapterBusyError(2) from None
+    with handle:
+        yield
 
 
 def _slug(parameters: dict) -> str:

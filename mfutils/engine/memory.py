@@ -24,6 +24,8 @@ from functools import partial
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from mfutils.models.cards import CARDS, TEXT_TOKENS
+
 #: share of the free memory a batch may take (the rest: allocator fragmentation, workspaces)
 HEADROOM = 0.7
 #: chapters whose scorers take gradients through every layer (01's saliency, 04/05's attribution)
@@ -131,8 +133,6 @@ DEFAULT_SEQ_LEN = 700
 def typical_seq_len(model_id: str) -> int:
     """Image tokens + the paper's text for a known checkpoint (:data:`mfutils.models.cards.CARDS`),
     else :data:`DEFAULT_SEQ_LEN`."""
-    from mfutils.models.cards import CARDS, TEXT_TOKENS
-
     card = next((c for c in CARDS if c.model_id == model_id), None)
     return card.image_tokens + TEXT_TOKENS if card else DEFAULT_SEQ_LEN
 
