@@ -28,57 +28,99 @@ def test_a_full_layer_moves_the_draw_to_the_nearest_layer():
         random_same_layers([(0, h) for h in range(4)], n_heads=4, rng=rng, n_layers=1)
 
 
+N = 40  # conflicts per direction in the toy curves
+
+
 def _curve(top_value: float, random_values: list[float], ctrl_top: float = 1.0) -> pd.DataFrame:
-    rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": m, "value": 1.0}
-            for m in ("MF image", "MF text", "image_only", "text_only")]
+    def row(heads, measure, value, draw=0, fraction=0.05, k=4):
+        return {"heads": heads, "fraction": fraction, "k": k, "draw": draw, "measure": measure, "value": value,
+                "followed": round(value * N), "n": N}
+    rows = [row("none", m, 1.0, fraction=0.0, k=0) for m in ("MF image", "MF text", "image_only", "text_only")]
     for m in ("MF image", "MF text"):
-        rows.append({"heads": "top", "fraction": 0.05, "k": 4, "draw": 0, "measure": m, "value": top_value})
-        rows += [{"heads": "random", "fraction": 0.05, "k": 4, "draw": d, "measure": m, "value": v}
-                 for d, v in enumerate(random_values)]
+        rows.append(row("top", m, top_value))
+        rows += [row("random", m, v, draw=d) for d, v in enumerate(random_values)]
     for m in ("image_only", "text_only"):
-        rows.append({"heads": "top", "fraction": 0.05, "k": 4, "draw": 0, "measure": m, "value": ctrl_top})
+        rows.append(row("top", m, ctrl_top))
     return pd.DataFrame(rows)
 
 
-def test_blocking_verdict_needs_the_top_heads_beyond_every_random_draw():
-    amp = pd.DataFrame([{"alpha": 2.0, "n_failed": 10, "repaired": 0.6, "repaired_ci_low": 0.3,
-                         "repaired_ci_high": 0.9, "n_followed": 90, "broken": 0.01}])
-    strong = verdicts(summarize_blocking(_curve(0.3, [0.95, 0.97, 0.99])), amp)
+def _items(repaired: dict[float, float], n_failed: int = 40, n_ok: int = 60, broken: float = 0.0) -> pd.DataFrame:
+    """Per-item amplification outcomes: per direction, ``n_failed`` failures of which the first
+    ``repaired[alpha]`` share turn into the instructed answer, and ``n_ok`` successes."""
+    rows = []
+    for t in ("image", "text"):
+        for a, share in repaired.items():
+            rows += [{"uid": f"{t}{i:03d}", "target": t, "alpha": a, "clean": -1,
+                      "decision": 1 if i < round(share * n_failed) else -1} for i in range(n_failed)]
+            rows += [{"uid": f"{t}ok{i:03d}", "target": t, "alpha": a, "clean": 1,
+                      "decision": -1 if (a == 2.0 and i < round(broken * n_ok)) else 1} for i in range(n_ok)]
+    return pd.DataFrame(rows)
+
+
+RANDOM = [0.95, 0.975, 1.0] * 17  # 51 draws
+
+
+def _verdicts(curve, items):
+    return verdicts(summarize_blocking(curve), curve, items)
+
+
+def test_blocking_needs_the_wilson_interval_below_a_band_of_enough_draws():
+    good = _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1})
+    strong = _verdicts(_curve(0.3, RANDOM), good)
     assert list(strong["verdict"]) == ["reproduced", "reproduced", "reproduced"]
-    assert "70%" in strong["ours"].iloc[0]  # relative drop 1.0 -> 0.3
-    weak = verdicts(summarize_blocking(_curve(0.97, [0.95, 0.97, 0.99], ctrl_top=0.5)), amp)
-    assert weak["verdict"].iloc[0] == "not reproduced"
-    assert weak["verdict"].iloc[1] == "not reproduced"  # the controls fell from 1.0 to 0.5
-    none = verdicts(summarize_blocking(_curve(0.3, [0.9])), amp.assign(n_failed=0))
-    assert none["verdict"].iloc[2] == "not measurable"
+    assert "drop 70%" in strong["ours"].iloc[0] and "51 draws" in strong["ours"].iloc[0]
+    # the controls fell from 1.0 to 0.5
+    weak = _verdicts(_curve(0.97, RANDOM, ctrl_top=0.5), good)
+    assert list(weak["verdict"].iloc[:2]) == ["not reproduced", "not reproduced"]
+    # five draws make no band, whatever the blocked ratio
+    few = _verdicts(_curve(0.3, [0.9] * 5), good)
+    assert few["verdict"].iloc[0] == "not measurable" and "5 random sets" in few["ours"].iloc[0]
+    # a blocked ratio below the band but whose interval reaches into it is not enough
+    close = _verdicts(_curve(0.92, RANDOM), good)  # 37 of 40: Wilson [0.80, 0.97] reaches the band (0.95)
+    assert close["verdict"].iloc[0] == "not reproduced"
 
 
-def test_amplification_verdict_reads_the_preregistered_alpha_only():
-    summary = summarize_blocking(_curve(0.3, [0.95, 0.97, 0.99]))
-    amp = pd.DataFrame([{"alpha": a, "n_failed": 20, "repaired": r, "repaired_ci_low": 0.0, "repaired_ci_high": 1.0,
-                         "n_followed": 80, "broken": b} for a, r, b in [(-1.0, 0.9, 0.5), (2.0, 0.05, 0.0), (10.0, 0.8, 0.1)]])
-    v = verdicts(summary, amp)
-    # alpha = -1 and alpha = 10 "repair" more, but the rule reads alpha = 2, fixed before the run
-    assert v["verdict"].iloc[2] == "not reproduced" and "α = 2" in v["ours"].iloc[2]
-    # repairs that break as many successes as they fix do not count
-    v = verdicts(summary, amp.assign(repaired=0.5, broken=0.6))
-    assert v["verdict"].iloc[2] == "not reproduced"
+def test_a_claim_on_both_directions_needs_both():
+    curve = _curve(0.3, RANDOM)
+    curve.loc[(curve["heads"] == "top") & (curve["measure"] == "MF image"), ["value", "followed"]] = [1.0, N]
+    v = _verdicts(curve, _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1}))
+    assert v["verdict"].iloc[0] == "not reproduced" and "no effect in MF image" in v["ours"].iloc[0]
+
+
+def test_controls_at_their_ceiling_say_so():
+    v = _verdicts(_curve(0.3, RANDOM), _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1}))
+    assert v["verdict"].iloc[1] == "reproduced" and "at ceiling" in v["ours"].iloc[1]
+
+
+def test_amplification_must_beat_removal_and_read_alpha_2_only():
+    # alpha = 2 repairs as much as removing the heads: no repair
+    same = _verdicts(_curve(0.3, RANDOM), _items({2.0: 0.5, 1.0: 0.0, 0.0: 0.5, -1.0: 0.9, 10.0: 0.9}))
+    assert same["verdict"].iloc[2] == "not reproduced" and "α = 2" in same["ours"].iloc[2]
+    # too many successes broken
+    broke = _verdicts(_curve(0.3, RANDOM), _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1}, broken=0.1))
+    assert broke["verdict"].iloc[2] == "not reproduced"
+    # fewer than 30 failures per direction
+    few = _verdicts(_curve(0.3, RANDOM), _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1}, n_failed=6))
+    assert few["verdict"].iloc[2] == "not measurable" and "6 failures" in few["ours"].iloc[2]
 
 
 def test_mixed_results_are_named_by_the_discussion():
     from mfutils.book.discussion import negative_alpha_repairs, non_monotonic
 
-    rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": "MF text", "value": 1.0}]
+    rows = [{"heads": "none", "fraction": 0.0, "k": 0, "draw": 0, "measure": "MF text", "value": 1.0, "followed": 100, "n": 100}]
     for f, v in [(0.01, 1.0), (0.02, 0.03), (0.05, 0.9), (0.10, 0.6)]:
-        rows.append({"heads": "top", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": v})
-        rows.append({"heads": "random", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": 1.0})
+        rows.append({"heads": "top", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": v,
+                     "followed": round(100 * v), "n": 100})
+        rows.append({"heads": "random", "fraction": f, "k": 1, "draw": 0, "measure": "MF text", "value": 1.0,
+                     "followed": 100, "n": 100})
     summary = summarize_blocking(pd.DataFrame(rows))
-    amp = pd.DataFrame([{"alpha": -1.0, "n_failed": 10, "repaired": 0.4, "repaired_ci_low": 0.1, "repaired_ci_high": 0.7,
-                         "n_followed": 90, "broken": 0.3}, {"alpha": 2.0, "n_failed": 10, "repaired": 0.0,
+    amp = pd.DataFrame([{"alpha": -1.0, "target": "text", "n_failed": 10, "repaired": 0.4, "repaired_ci_low": 0.1,
+                         "repaired_ci_high": 0.7, "n_followed": 90, "broken": 0.3},
+                        {"alpha": 2.0, "target": "text", "n_failed": 10, "repaired": 0.0,
                          "repaired_ci_low": 0.0, "repaired_ci_high": 0.0, "n_followed": 90, "broken": 0.0}])
     notes = non_monotonic(summary) + negative_alpha_repairs(amp)
     assert any("Not monotonic" in n and "1.00 → 1.00 → 0.03 → 0.90 → 0.60" in n for n in notes)
-    assert any("α = -1 turns 40%" in n for n in notes)
+    assert any("α = -1 turns 40% of failures (text following)" in n for n in notes)
     monotone = summarize_blocking(pd.DataFrame([r if r["heads"] != "top" else {**r, "value": 1 - r["fraction"]} for r in rows]))
     assert non_monotonic(monotone) + negative_alpha_repairs(amp.iloc[1:]) == []
 

@@ -88,7 +88,9 @@ def test_head_and_behaviour_verdicts():
     by_dir = {"image": d((3, 0), (1, 1)), "text": d((0, 1), (0, 1))}
     v = head_verdicts(by_dir, {}, 4, 0.05).set_index("rule")["verdict"]
     assert v["04-sparse"] == "reproduced"       # one head of 20 carries all of each direction
-    assert v["04-specific"] == "partly"         # image's top head is specific, text's is not
+    # image's top head is specific, text's is not: a two-direction claim needs both (rule of 2026-12-06)
+    assert v["04-specific"] == "not reproduced"
+    assert "no effect in text" in head_verdicts(by_dir, {}, 4, 0.05).set_index("rule").loc["04-specific", "ours"]
     assert v["04-depth"] == "reproduced"        # the only arbitration head sits at depth 0.875
     assert v["04-fast"] == "not measured"
     agree = {t: {"spearman": 0.95, "pearson": 0.9, "top_overlap": 1.0, "heads above noise": 2} for t in by_dir}
@@ -109,7 +111,8 @@ def test_head_and_behaviour_verdicts():
     t = targets_met(summary, phrasings)
     assert list(t["verdict"]) == ["met", "not met", "not measured", "not measured", "not measured", "met",
                                   "met", "not met"]
-    assert t["ours"].iloc[0] == "97.0% [93.0%, 99.0%] of 100 items"
+    assert t["ours"].iloc[0] == "97.0% [93.0%, 99.0%] of 100 items; the interval's low end 93.0% is below the target 95%"
+    assert t["ours"].iloc[5].endswith("the interval's low end 84.0% is below the target 90%")  # met on the estimate only
     assert t["ours"].iloc[6] == "10 of 12 at ≥ 80% (1 cannot be read by this tokenizer)"
     assert t["ours"].iloc[7] == "9 of 12 at ≥ 80%"  # 0.79 misses the bar
 

@@ -220,3 +220,35 @@ def test_passes_table_marks_scorers_not_run():
     assert t["passes per sample"].isna().tolist() == [True, False, False, False]
     assert t["passes per sample"].iloc[2] == 24.17
     assert "—" in render(t)
+
+
+def test_a_head_only_estimated_is_never_an_arbitration_head():
+    # head (0,1): a large estimate of specificity, but never ablated exactly (no standard error)
+    d = _dir([[1.0, 3.0], [0.5, 0.0]], [[0.0, 0.0], [0.0, 0.0]], se=0.02)
+    for part in ("follow", "control"):
+        d[part]["fast"] = d[part]["ablation"].copy()
+        d[part]["ablation"][0, 1] = np.nan
+        d[part]["ablation_se"][0, 1] = np.nan
+    _, flags = specificity(d["follow"], d["control"], "fast")
+    assert flags.tolist() == [[True, False], [True, False]]
+    assert (0, 1) not in arbitration_heads({"image": d}, "fast", 0.5)
+
+
+def test_every_head_a_verdict_reads_ends_up_measured(tiny_bundle):
+    from mfutils.findings.head_scores import candidates, measured
+
+    items = synthetic.paper_conflicts(3, seed=5)
+    by_dir = score_directions(tiny_bundle, items, 8, exhaustive=False, fraction=0.25)
+    assert by_dir["image"]["follow"]["completed"] >= 0
+    for t, heads in candidates(by_dir, "fast", 0.25).items():
+        for lh in heads:
+            assert measured(by_dir[t]["follow"])[lh] and measured(by_dir[t]["control"])[lh]
+    # the chosen set is made of measured heads only
+    for lh in arbitration_heads(by_dir, "fast", 0.25):
+        assert any(measured(d["follow"])[lh] and measured(d["control"])[lh] for d in by_dir.values())
+    # a measured value is the exact ablation, the same as an exhaustive run's
+    full = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
+    for t in by_dir:
+        m = measured(by_dir[t]["follow"])
+        np.testing.assert_allclose(by_dir[t]["follow"]["ablation"][m], full[t]["follow"]["ablation"][m], rtol=1e-4, atol=1e-5)
+    assert active_hook_count() == 0

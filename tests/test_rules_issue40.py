@@ -14,7 +14,6 @@ AMP = rules.rule("05-amplify")  # threshold 0.40
 
 def test_a_significant_but_tiny_effect_is_not_reproduced():
     # 01-vt-image on the pretrained organism: -0.03 [-0.06, -0.01], significant, 8x below the threshold
-    assert rules.directional(VT, -0.03, -0.06, -0.01) == "partly"  # the old rule
     assert rules.effect_verdict(VT, -0.03, -0.06, -0.01) == "not reproduced"
     assert rules.effect_verdict(VT, -0.13, -0.20, -0.05) == "partly"  # at least half the threshold
     assert rules.effect_verdict(VT, -0.30, -0.40, -0.20) == "reproduced"
@@ -33,7 +32,6 @@ def test_the_bypass_is_compared_at_any_depth_and_named():
 
 def test_a_two_direction_claim_needs_both_directions():
     # 05-block on the pretrained organism: image following did not drop at all
-    assert rules.combine(["not reproduced", "partly"]) == "partly"  # the old rule
     assert rules.combine_directions({"image": "not reproduced", "text": "partly"}) == ("not reproduced",
                                                                                        "no effect in image")
     assert rules.combine_directions({"image": "partly", "text": "reproduced"}) == ("partly", "")

@@ -70,7 +70,7 @@ REGISTRY: tuple[Chapter, ...] = (
             decide="On a 7B model, run with `exhaustive: false` (the fast scorer, with exact ablation of its shortlist), and compare the arbitration heads' depths and their share of the effect with the paper's ≈ 39 of 784 heads. Whether those heads sit in the deep layers, as the paper's arbitration story needs, decides it."),
     Chapter("05_causal_interventions", 5, CausalSpec, "Causal interventions", "finding 5",
             "blocking, amplification and general ability",
-            decide="The paper's 60% drop and 60% repair are for its own head sets on 7B models. Run this chapter on one of them with `n_random` ≥ 20: the verdict then says whether blocking the arbitration heads cuts following more than random heads from the same layers, while the controls stay, and whether α = 2 repairs failures without breaking successes."),
+            decide="The paper's 60% drop and 60% repair are for its own head sets on 7B models. Run this chapter on one of them with `n_random` ≥ 50 (the default): the verdict then says whether blocking the arbitration heads cuts following more than random heads from the same layers, while the controls stay, and whether α = 2 repairs failures without breaking successes."),
 )
 
 #: chapter name -> its :class:`Chapter`, in the book's order

@@ -121,9 +121,11 @@ def negative_alpha_repairs(amp: pd.DataFrame) -> list[str]:
     if not len(neg):
         return []
     at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
-    ref = f", against {float(at['repaired'].iloc[0]):.0%} at the verdict's α = {rules.VERDICT_ALPHA:g}" if len(at) else ""
-    which = "; ".join(f"α = {r['alpha']:g} turns {r['repaired']:.0%} of failures into the instructed answer while breaking "
-                      f"{r['broken']:.0%} of successes" for _, r in neg.iterrows())
+    where = (lambda r: f" ({r['target']} following)") if "target" in amp else (lambda r: "")
+    ref = (", against " + ", ".join(f"{r['repaired']:.0%}{where(r)}" for _, r in at.iterrows())
+           + f" at the verdict's α = {rules.VERDICT_ALPHA:g}") if len(at) else ""
+    which = "; ".join(f"α = {r['alpha']:g} turns {r['repaired']:.0%} of failures{where(r)} into the instructed answer while "
+                      f"breaking {r['broken']:.0%} of successes" for _, r in neg.iterrows())
     return [f"**An artefact, not a repair.** {which}{ref}. Removing or flipping the heads is not amplification, and "
             "α ≤ 0 never counts as a repair in the verdict; that removal changes failed answers at all suggests these "
             "heads push against the instruction on them."]

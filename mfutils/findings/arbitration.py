@@ -151,15 +151,17 @@ def verdicts(last_margins: dict[str, np.ndarray], meta: pd.DataFrame, anchor_mar
         parts.append(text)
         per_target.append("reproduced" if beats and est >= r.threshold else ("partly" if beats else "not reproduced"))
     where = f"layers {layers[0]}–{layers[-1]}"
-    rows.append(rules.verdict_row(r, "; ".join(parts) + f" ({where})", rules.combine(per_target)))
+    verdict, none = rules.combine_directions(dict(zip(("image", "text"), per_target)))
+    rows.append(rules.verdict_row(r, "; ".join(parts) + f" ({where})" + (f"; {none}" if none else ""), verdict))
 
     r = rules.rule("02-attn")
     layers = rules.band_layers(r.band, L)
     stats = {t: rules.band_statistic(a[:, layers].sum(1), n_boot, seed) for t, a in attn_margin.items()}
-    vs = [rules.directional(r, *s) for s in stats.values()]
-    rows.append(rules.verdict_row(r, "; ".join(f"{t}: {rules.fmt_ci(*s)}" for t, s in stats.items())
-                                  + f" (layers {layers[0]}–{layers[-1]}, summed)",
-                                  rules.combine(vs)))
+    verdict, none = rules.combine_directions({t: rules.effect_verdict(r, *s) for t, s in stats.items()})
+    n = {t: len(a) for t, a in attn_margin.items()}
+    rows.append(rules.verdict_row(r, "; ".join(f"{t}: {rules.effect_text(s, r.threshold, n[t])}" for t, s in stats.items())
+                                  + f" (layers {layers[0]}–{layers[-1]}, summed)" + (f"; {none}" if none else ""),
+                                  verdict))
     return pd.DataFrame(rows)
 
 

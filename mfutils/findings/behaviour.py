@@ -200,8 +200,12 @@ def targets_met(summary: pd.DataFrame, phrasings: pd.DataFrame | None = None,
                          "verdict": "not measured", "value": float("nan")})
             continue
         r = r.iloc[0]
+        # rule of 2026-12-06: the target beside the interval's lower end, so that a target met on
+        # the point estimate alone says so
+        low = (f"; the interval's low end {r['ci_low']:.1%} is below the target {bar:.0%}" if r["ci_low"] < bar
+               else f"; the whole interval is at or above the target {bar:.0%}")
         rows.append({"claim": f"The model {what}", "paper": "—",
-                     "ours": f"{r['following_ratio']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] of {int(r['n'])} items",
+                     "ours": f"{r['following_ratio']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}] of {int(r['n'])} items" + low,
                      "verdict": "met" if r["following_ratio"] >= bar else "not met",
                      "value": float(r["following_ratio"])})
     for target in ("image", "text"):

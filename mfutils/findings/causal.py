@@ -35,11 +35,16 @@ class CausalSpec(RunSpec):
     chapter: str = "05_causal_interventions"
     #: the files a finished run holds (:meth:`mfutils.runs.results.RunWriter.finish` refuses to finish without them)
     OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
-        "amplification.csv", "amplification.parquet", "amplification.png", "blocking.csv", "blocking.parquet",
-        "blocking.png", "blocking_draws.csv", "blocking_draws.parquet", "results.json",
+        "amplification.csv", "amplification.parquet", "amplification.png", "amplification_items.csv",
+        "amplification_items.parquet", "blocking.csv", "blocking.parquet", "blocking.png", "blocking_draws.csv",
+        "blocking_draws.parquet", "failure_pool.csv", "failure_pool.parquet", "results.json",
     )
     n_samples: int = 32
-    n_random: int = 5
+    #: random same-layer head sets at the verdict's fraction (rule of 2026-12-06: a percentile
+    #: band needs at least rules.MIN_RANDOM_DRAWS; fewer gives "not measurable")
+    n_random: int = 50
+    #: random sets at the curve's other fractions, which no verdict reads (drawn for the figure)
+    n_random_curve: int = 10
     top_fraction: float = 0.05
     exhaustive: bool = False  # as in chapter 04: False skips single-head ablation scoring
 
@@ -67,112 +72,153 @@ def random_same_layers(top: list[tuple[int, int]], n_heads: int, rng: np.random.
 
 
 def blocking_curve(bundle, items, controls, head_sets: dict[float, list[tuple[int, int]]], batch_size: int,
-                   n_random: int, seed: int) -> pd.DataFrame:
-    """MF ratio (per direction) and control accuracy with each fraction's head set zeroed, and
-    the same for ``n_random`` random same-layer head sets of the same size per fraction.
-    ``head_sets``: fraction -> heads (an empty set is skipped).
+                   n_random: int, seed: int, verdict_fraction: float = 0.05, n_random_curve: int | None = None) -> pd.DataFrame:
+    """Following (per direction) and control accuracy with each fraction's head set zeroed, and
+    the following under random same-layer head sets of the same size: ``n_random`` draws at
+    ``verdict_fraction``, ``n_random_curve`` (default ``n_random``) at the other fractions.
+    ``head_sets``: fraction -> heads (an empty set is skipped). One row per (set, measure)
+    with ``value`` (share), ``followed`` and ``n``.
 
-    Each set runs as full passes. Recomputing each from its lowest blocked layer on one cached
-    clean pass (as head ablation does) was tried on the pretrained organism (2026-12-01): its
-    sets reach down to the first layers, so that spent 97% of the full passes, and the chapter
-    took 641 s against 552 s, the clean pass's caches costing more than the layers saved.
+    Random sets are read on the conflicts only: no verdict reads their control accuracy, and
+    they are most of the chapter's cost. Each set runs as full passes. Recomputing each from its
+    lowest blocked layer on one cached clean pass (as head ablation does) was tried on the
+    pretrained organism (2026-12-01): its sets reach down to the first layers, so that spent 97%
+    of the full passes, and the chapter took 641 s against 552 s. Tiling several sets into one
+    pass (one set per copy of the batch) would save no arithmetic on a CPU, only overheads.
     """
     ad = bundle.adapter
     rng = np.random.default_rng(seed)
+    n_curve = n_random if n_random_curve is None else n_random_curve
     rows = []
 
-    def measure(heads, kind, fraction, draw):
+    def measure(heads, kind, fraction, draw, with_controls=True):
         ctx = (lambda b: scale_heads(ad, heads, 0.0)) if heads else None
-        t = run_readouts(bundle, items, batch_size, intervention=ctx)
-        c = run_readouts(bundle, controls, batch_size, intervention=ctx)
-        for target, g in t.groupby("target"):
-            rows.append({"heads": kind, "fraction": fraction, "k": len(heads), "draw": draw, "measure": f"MF {target}",
-                         "value": float((g["decision"] == 1).mean())})
-        for kind_c, g in c.groupby("kind"):
-            rows.append({"heads": kind, "fraction": fraction, "k": len(heads), "draw": draw, "measure": kind_c,
-                         "value": float((g["decision"] == 1).mean())})
+        tables = [run_readouts(bundle, items, batch_size, intervention=ctx).assign(measure=lambda t: "MF " + t["target"])]
+        if with_controls:
+            tables.append(run_readouts(bundle, controls, batch_size, intervention=ctx).assign(measure=lambda t: t["kind"]))
+        for m, g in pd.concat(tables).groupby("measure", sort=True):
+            k = int((g["decision"] == 1).sum())
+            rows.append({"heads": kind, "fraction": fraction, "k": len(heads), "draw": draw, "measure": m,
+                         "value": k / len(g), "followed": k, "n": len(g)})
 
     measure([], "none", 0.0, 0)
     for f, top in head_sets.items():
         if not top:
             continue
         measure(top, "top", f, 0)
-        for d in range(n_random):
-            measure(random_same_layers(top, ad.n_heads, rng, ad.n_layers), "random", f, d)
+        for d in range(n_random if np.isclose(f, verdict_fraction) else n_curve):
+            measure(random_same_layers(top, ad.n_heads, rng, ad.n_layers), "random", f, d, with_controls=False)
     return pd.DataFrame(rows)
 
 
 def summarize_blocking(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per fraction and measure: top-head value, random mean and 2.5/97.5 percentiles, and
-    the relative drop from the unablated baseline."""
+    """Per fraction and measure: the top-head value with its Wilson interval, the random sets'
+    mean, 2.5/97.5 percentiles and number of draws, and the relative drop from the unablated
+    baseline."""
     base = curve[curve["heads"] == "none"].set_index("measure")["value"]
     out = []
     for (f, m), g in curve[curve["heads"] != "none"].groupby(["fraction", "measure"]):
-        top = g[g["heads"] == "top"]["value"]
+        top = g[g["heads"] == "top"].iloc[0]
         rnd = g[g["heads"] == "random"]["value"]
-        out.append({"fraction": f, "k": int(g["k"].iloc[0]), "measure": m, "baseline": float(base[m]),
-                    "top": float(top.iloc[0]), "random_mean": float(rnd.mean()) if len(rnd) else float("nan"),
+        _, lo, hi = rules.wilson(int(top["followed"]), int(top["n"]))
+        out.append({"fraction": f, "k": int(g["k"].iloc[0]), "measure": m, "n": int(top["n"]), "baseline": float(base[m]),
+                    "top": float(top["value"]), "top_ci_low": lo, "top_ci_high": hi, "draws": len(rnd),
+                    "random_mean": float(rnd.mean()) if len(rnd) else float("nan"),
                     "random_p2.5": float(rnd.quantile(0.025)) if len(rnd) else float("nan"),
                     "random_p97.5": float(rnd.quantile(0.975)) if len(rnd) else float("nan"),
-                    "top_relative_drop": (float(base[m]) - float(top.iloc[0])) / float(base[m]) if base[m] else float("nan")})
+                    "top_relative_drop": (float(base[m]) - float(top["value"])) / float(base[m]) if base[m] else float("nan")})
     return pd.DataFrame(out)
 
 
-def amplification(bundle, items, heads, batch_size: int, alphas=ALPHAS, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
-    """Scale ``heads`` by each alpha: share of failures repaired and of successes broken."""
+def amplification(bundle, items, heads, batch_size: int, alphas=ALPHAS, n_boot: int = 500,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scale ``heads`` by each alpha on ``items`` (the failure pool): per item and alpha the
+    decision, and per alpha and direction the share of failures repaired (bootstrap CI) and
+    of successes broken. Returns ``(summary, per_item)``; ``per_item`` has ``uid``, ``target``,
+    ``alpha``, ``clean`` (decision without scaling) and ``decision``."""
     ad = bundle.adapter
     clean = run_readouts(bundle, items, batch_size).set_index("uid")
-    base = clean["decision"]
-    failed = base.index[base != 1]
-    ok = base.index[base == 1]
-    rows = []
+    per_item = []
     for a in alphas:
         # alpha = 1 multiplies by one, which changes no bit (tested): the clean pass is its pass
         t = clean if a == 1 else run_readouts(bundle, items, batch_size,
                                                intervention=lambda b, a=a: scale_heads(ad, heads, a)).set_index("uid")
-        rep = (t.loc[failed, "decision"] == 1).astype(float) if len(failed) else pd.Series(dtype=float)
-        brk = (t.loc[ok, "decision"] != 1).astype(float) if len(ok) else pd.Series(dtype=float)
-        r_est, r_lo, r_hi = bootstrap_ci(rep, n_boot=n_boot, seed=seed)
-        rows.append({"alpha": a, "n_failed": len(failed), "repaired": r_est, "repaired_ci_low": r_lo,
-                     "repaired_ci_high": r_hi, "n_followed": len(ok), "broken": float(brk.mean()) if len(brk) else float("nan")})
-    return pd.DataFrame(rows)
+        per_item.append(pd.DataFrame({"uid": clean.index, "target": clean["target"].to_numpy(), "alpha": a,
+                                      "clean": clean["decision"].to_numpy(), "decision": t.loc[clean.index, "decision"].to_numpy()}))
+    per_item = pd.concat(per_item, ignore_index=True)
+    rows = []
+    for (a, target), g in per_item.groupby(["alpha", "target"], sort=True):
+        failed, ok = g[g["clean"] != 1], g[g["clean"] == 1]
+        rep = (failed["decision"] == 1).astype(float)
+        r_est, r_lo, r_hi = bootstrap_ci(rep, n_boot=n_boot, seed=seed) if len(rep) else (float("nan"),) * 3
+        rows.append({"alpha": a, "target": target, "n_failed": len(failed), "repaired": r_est, "repaired_ci_low": r_lo,
+                     "repaired_ci_high": r_hi, "n_followed": len(ok),
+                     "broken": float((ok["decision"] != 1).mean()) if len(ok) else float("nan")})
+    return pd.DataFrame(rows), per_item
 
 
-def verdicts(summary: pd.DataFrame, amp: pd.DataFrame, fraction: float = 0.05) -> pd.DataFrame:
-    """Rules 05-block, 05-general and 05-amplify of :data:`mfutils.findings.rules.RULES`."""
+def verdicts(summary: pd.DataFrame, curve: pd.DataFrame, per_item: pd.DataFrame, fraction: float = 0.05) -> pd.DataFrame:
+    """Rules 05-block, 05-general and 05-amplify of :data:`mfutils.findings.rules.RULES`, under
+    the rules of 2026-12-06: the blocked ratio's Wilson interval below the band of at least
+    :data:`mfutils.findings.rules.MIN_RANDOM_DRAWS` random sets, by the threshold, in both
+    directions (:func:`mfutils.findings.rules.blocking_direction`); controls at their ceiling
+    say so; amplification against α = 1 and α = 0 on at least
+    :data:`mfutils.findings.rules.MIN_FAILURES` failures per direction
+    (:func:`mfutils.findings.rules.amplification_verdict`).
+
+    ``summary``: :func:`summarize_blocking`; ``curve``: :func:`blocking_curve`; ``per_item``:
+    :func:`amplification`'s second table."""
     s = summary[np.isclose(summary["fraction"], fraction)]
+    at = curve[np.isclose(curve["fraction"], fraction)]
     rows = []
     r = rules.rule("05-block")
     mf = s[s["measure"].str.startswith("MF")]
     if mf.empty:
         rows.append(rules.verdict_row(r, f"no arbitration head at {fraction:.0%}", "not measurable"))
     else:
-        vs = []
-        for _, m in mf.iterrows():
-            beyond = m["top"] < m["random_p2.5"]
-            big = m["top_relative_drop"] >= r.threshold
-            vs.append("reproduced" if beyond and big else ("partly" if beyond or m["top_relative_drop"] > rules.PARTLY_DROP else "not reproduced"))
-        rows.append(rules.verdict_row(r, ", ".join(
-            f"{m.measure}: {m.baseline:.2f} → {m.top:.2f} ({m.top_relative_drop:.0%} drop; random {m.random_mean:.2f} "
-            f"[{m['random_p2.5']:.2f}, {m['random_p97.5']:.2f}])" for _, m in mf.iterrows()) + f"; k = {int(mf['k'].iloc[0])}",
-            rules.combine(vs)))
+        per, notes = {}, []
+        for m in mf.itertuples():
+            draws = at[(at["heads"] == "random") & (at["measure"] == m.measure)]["value"].to_numpy()
+            top = at[(at["heads"] == "top") & (at["measure"] == m.measure)].iloc[0]
+            if len(draws) < rules.MIN_RANDOM_DRAWS:
+                per[m.measure], note = "not measurable", f"{len(draws)} random sets (at least {rules.MIN_RANDOM_DRAWS} needed)"
+            else:
+                per[m.measure], note = rules.blocking_direction(r, m.baseline, int(top["followed"]), int(top["n"]), draws)
+            notes.append(f"{m.measure}: {m.baseline:.2f} → {note}")
+        verdict, none = _combine(per)
+        rows.append(rules.verdict_row(r, "; ".join(notes) + f"; k = {int(mf['k'].iloc[0])}" + (f"; {none}" if none else ""),
+                                      verdict))
     r = rules.rule("05-general")
     ctrl = s[~s["measure"].str.startswith("MF")]
     if ctrl.empty:
         rows.append(rules.verdict_row(r, "no blocking measured", "not measurable"))
     else:
         kept = bool(((ctrl["baseline"] - ctrl["top"]) < r.threshold).all())
-        rows.append(rules.verdict_row(r, ", ".join(f"{m.measure}: {m.baseline:.2f} → {m.top:.2f}" for _, m in ctrl.iterrows()),
-                                      "reproduced" if kept else "not reproduced"))
+        parts = [f"{m.measure}: {m.baseline:.2f} → {m.top:.2f} [{m.top_ci_low:.2f}, {m.top_ci_high:.2f}] of n = {m.n}"
+                 + (f" ({b})" if (b := rules.bound_note(m.baseline, m.top)) else "") for m in ctrl.itertuples()]
+        rows.append(rules.verdict_row(r, ", ".join(parts), "reproduced" if kept else "not reproduced"))
     r = rules.rule("05-amplify")
-    at = amp[np.isclose(amp["alpha"], rules.VERDICT_ALPHA)]
-    if at.empty or at["n_failed"].iloc[0] == 0:
-        rows.append(rules.verdict_row(r, "no failures to repair", "not measurable"))
+    if per_item.empty:
+        rows.append(rules.verdict_row(r, "no arbitration head to amplify", "not measurable"))
     else:
-        a = at.iloc[0]
-        net = a["repaired"] > a["broken"]
-        rows.append(rules.verdict_row(
-            r, f"{a['repaired']:.0%} [{a['repaired_ci_low']:.0%}, {a['repaired_ci_high']:.0%}] of {int(a['n_failed'])} failures "
-               f"at α = {rules.VERDICT_ALPHA:g}, breaking {a['broken']:.0%} of {int(a['n_followed'])} successes",
-            "reproduced" if net and a["repaired"] >= r.threshold else ("partly" if net and a["repaired"] >= rules.PARTLY_REPAIR else "not reproduced")))
+        per, notes = {}, []
+        for target in ("image", "text"):
+            g = per_item[per_item["target"] == target]
+            failed = g[(g["clean"] != 1)]
+            repaired = {a: (failed[np.isclose(failed["alpha"], a)].sort_values("uid")["decision"] == 1).to_numpy().astype(float)
+                        for a in (rules.VERDICT_ALPHA, 1.0, 0.0)}
+            ok = g[(g["clean"] == 1) & np.isclose(g["alpha"], rules.VERDICT_ALPHA)]
+            per[target], note = rules.amplification_verdict(r, repaired, int((ok["decision"] != 1).sum()), len(ok))
+            notes.append(f"{target}: {note}")
+        verdict, none = _combine(per)
+        rows.append(rules.verdict_row(r, "; ".join(notes) + (f"; {none}" if none else ""), verdict))
     return pd.DataFrame(rows)
+
+
+def _combine(per: dict[str, str]) -> tuple[str, str]:
+    """:func:`mfutils.findings.rules.combine_directions`, except that a claim any of whose
+    directions cannot be measured is *not measurable* (naming them)."""
+    unmeasurable = [d for d, v in per.items() if v == "not measurable"]
+    if unmeasurable:
+        return "not measurable", "not measurable in " + ", ".join(unmeasurable)
+    return rules.combine_directions(per)

@@ -51,6 +51,10 @@ class HeadsSpec(RunSpec):
     # reference (its comparison run sets it); at the pretrained organism's 270 heads and on a 7B
     # model, heads are ranked by the fast attribution score with exact ablation of its shortlist
     exhaustive: bool = False
+    #: conflicts per direction on which a non-exhaustive run also ablates every head, to report
+    #: how the fast scorer agrees with exhaustive ablation (rule 04-fast); an exhaustive run
+    #: compares on all its samples
+    agreement_samples: int = 4
 
 
 def ablation_per_sample(adapter, metric: Metric, heads: list[tuple[int, int]] | None = None,
@@ -229,8 +233,10 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
               answers_of=None) -> dict:
     """Every head's scores over ``items`` (batch means weighted by batch size), plus pass counts.
 
-    Returns ``(n_layers, n_heads)`` arrays ``ablation`` (exhaustive; NaN without it),
-    ``ablation_se`` (standard error over samples), ``fast`` (:func:`fast_scores`),
+    Returns ``(n_layers, n_heads)`` arrays ``ablation`` (the exact single-head ablation effect,
+    NaN for every head not ablated on every sample: all heads when exhaustive, else the fast
+    scorer's shortlist), ``ablation_se`` (its standard error over samples, NaN likewise),
+    ``exact_samples`` (``(N, L, H)`` per sample), ``fast`` (:func:`fast_scores`),
     ``attribution`` and ``direct``, and ``passes_per_sample`` in forward-equivalents (a
     backward pass counts :data:`BACKWARD_COST`). ``answers_of(item)`` gives the answer pair
     to score (default :func:`mfutils.engine.metrics.answer_tokens`; single-modality controls pass
@@ -260,8 +266,7 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
         n += w
     out = {k: (v / n).numpy() for k, v in acc.items()}
     samples = torch.cat(per_sample) if exhaustive else torch.cat(fast_exact)
-    out["ablation"] = samples.mean(0).numpy() if exhaustive else np.full((ad.n_layers, ad.n_heads), np.nan)
-    out["ablation_se"] = (samples.std(0) / np.sqrt(samples.shape[0])).numpy()
+    _set_exact(out, samples)
     total = ad.n_layers * ad.n_heads
     L = ad.n_layers
     out["passes_per_sample"] = {"ablation": (1 + total) if exhaustive else 0, "fast": fast_passes(total, fraction),
@@ -271,6 +276,80 @@ def score_all(bundle, items, batch_size: int, exhaustive: bool = True, fraction:
                                 # the incremental engine: one clean pass, then each head from its own layer
                                 "ablation, incremental": (1 + total * incremental.mean_layer_share(L)) if exhaustive else 0}
     return out
+
+
+def _set_exact(scores: dict, samples: torch.Tensor) -> None:
+    """Store per-sample exact ablations ``(N, L, H)`` (NaN: not measured) and their mean and
+    standard error, NaN for a head not measured on every sample."""
+    scores["exact_samples"] = samples
+    scores["ablation"] = samples.mean(0).numpy()
+    scores["ablation_se"] = (samples.std(0) / np.sqrt(samples.shape[0])).numpy()
+
+
+def measured(scores: dict) -> np.ndarray:
+    """``(L, H)`` whether each head's ablation effect was measured exactly, with its standard error."""
+    return np.isfinite(scores["ablation"]) & np.isfinite(scores["ablation_se"])
+
+
+def best_available(scores: dict, score: str) -> np.ndarray:
+    """``(L, H)`` the exact ablation effect where measured, else ``scores[score]`` (an estimate)."""
+    return np.where(measured(scores), scores["ablation"], scores[score])
+
+
+def measure_heads(bundle, items, heads: list[tuple[int, int]], batch_size: int, answers_of=None) -> torch.Tensor:
+    """``(N, L, H)`` per-sample exact ablation of ``heads`` on ``items`` (NaN elsewhere), each
+    head rerun by the incremental engine from its own layer."""
+    ad = bundle.adapter
+    answers_of = answers_of or (lambda it: answer_tokens(bundle.tokenizer, it))
+    out = []
+    for chunk in batches(items, batch_size):
+        batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
+        answers = [answers_of(it) for it in chunk]
+        run = incremental.clean_run(bundle, batch)
+        out.append(ablation_per_sample(ad, model_metric(bundle, batch, answers), heads, incremental_metric(bundle, run, answers)))
+    return torch.cat(out)
+
+
+#: rounds of :func:`complete_measurements` before it gives up (each measures every unmeasured candidate)
+MAX_MEASURE_ROUNDS = 20
+
+
+def candidates(by_dir: dict[str, dict], score: str, fraction: float) -> dict[str, set]:
+    """Per direction, the heads whose exact measurement a verdict needs: the top ``fraction``
+    by the best available following effect (rule 04-specific reads them) and the top
+    ``fraction`` by the best available specificity in either direction (the chapter-05 set)."""
+    follow = {t: best_available(d["follow"], score) for t, d in by_dir.items()}
+    spec = np.max(np.stack([follow[t] - best_available(d["control"], score) for t, d in by_dir.items()]), 0)
+    shared = set(top_heads(spec, fraction))
+    return {t: shared | set(top_heads(follow[t], fraction)) for t in by_dir}
+
+
+def complete_measurements(bundle, sets: dict[str, dict], by_dir: dict[str, dict], score: str, fraction: float,
+                          batch_size: int) -> int:
+    """Rule of 2026-12-06: no estimate stands in for a measurement. Exactly ablate, on follow
+    and control items, every head :func:`candidates` names that is not yet measured there, and
+    repeat (measured values replace estimates and may move other heads up) until every
+    candidate is measured. ``sets[t]``: ``{"follow": items, "control": items, "answers_of":
+    callable or None}``. Updates ``by_dir`` in place (``fast`` takes the exact value of each
+    newly measured head, as the fast scorer's shortlist does); returns the heads measured."""
+    done = 0
+    for _ in range(MAX_MEASURE_ROUNDS):
+        need = {(t, part): sorted(lh for lh in cand if not measured(by_dir[t][part])[lh])
+                for t, cand in candidates(by_dir, score, fraction).items() for part in ("follow", "control")}
+        need = {k: v for k, v in need.items() if v}
+        if not need:
+            return done
+        for (t, part), heads in need.items():
+            answers_of = sets[t].get("answers_of") if part == "control" else None
+            new = measure_heads(bundle, sets[t][part], heads, batch_size, answers_of)
+            d = by_dir[t][part]
+            samples = d["exact_samples"].clone()
+            for lh in heads:
+                samples[:, lh[0], lh[1]] = new[:, lh[0], lh[1]]
+                d["fast"][lh] = float(new[:, lh[0], lh[1]].mean())
+            _set_exact(d, samples)
+            done += len(heads)
+    raise RuntimeError(f"head measurements did not settle in {MAX_MEASURE_ROUNDS} rounds")
 
 
 def passes_table(passes: dict[str, float]) -> pd.DataFrame:
@@ -330,16 +409,19 @@ def matched_controls(conflicts) -> list:
 
 
 def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction: float) -> dict[str, dict]:
-    """:func:`score_all` per direction, on the conflicts and on their matched controls.
+    """:func:`score_all` per direction, on the conflicts and on their matched controls, then
+    :func:`complete_measurements` (the count of heads it measured is ``["image"]["follow"]["completed"]``).
 
     Returns ``{target: {"follow": scores, "control": scores}}``."""
-    out = {}
+    out, sets = {}, {}
     for t in ("image", "text"):
         conflicts = [it for it in items if it.target == t]
         controls = matched_controls(conflicts)
+        sets[t] = {"follow": conflicts, "control": controls, "answers_of": control_answers(bundle.tokenizer, conflicts)}
         out[t] = {"follow": score_all(bundle, conflicts, batch_size, exhaustive, fraction),
-                  "control": score_all(bundle, controls, batch_size, exhaustive, fraction,
-                                       answers_of=control_answers(bundle.tokenizer, conflicts))}
+                  "control": score_all(bundle, controls, batch_size, exhaustive, fraction, answers_of=sets[t]["answers_of"])}
+    out["image"]["follow"]["completed"] = complete_measurements(bundle, sets, out, "ablation" if exhaustive else "fast",
+                                                                fraction, batch_size)
     return out
 
 
@@ -364,12 +446,17 @@ def load_scores(path) -> dict[str, dict]:
 
 
 def specificity(follow: dict, control: dict, score: str = "ablation") -> tuple[np.ndarray, np.ndarray]:
-    """``(L, H)`` specificity ``follow drop - control drop`` and whether it exceeds twice its
-    noise (standard errors of the two independent samples, combined) with a positive following
-    drop: the *arbitration heads* of one direction (rule 04-specific)."""
+    """``(L, H)`` specificity ``follow drop - control drop`` (by ``score``, for display) and the
+    *arbitration heads* of one direction (rule 04-specific, as amended on 2026-12-06): heads
+    whose **exactly measured** following drop is positive and exceeds their exactly measured
+    control drop by more than twice the noise (:func:`mfutils.findings.rules.measured_arbitration_heads`).
+    A head only estimated (no standard error) is never one: until 2026-12-06 a missing standard
+    error counted as zero, so an estimate above zero passed."""
+    from mfutils.findings import rules
+
     diff = follow[score] - control[score]
-    se = np.sqrt(np.nan_to_num(follow["ablation_se"]) ** 2 + np.nan_to_num(control["ablation_se"]) ** 2)
-    return diff, (diff > 2 * se) & (follow[score] > 0)
+    flags = rules.measured_arbitration_heads(follow["ablation"], follow["ablation_se"], control["ablation"], control["ablation_se"])
+    return diff, flags & (np.nan_to_num(follow["ablation"], nan=0.0) > 0)
 
 
 def arbitration_ranking(by_dir: dict[str, dict], score: str) -> np.ndarray:
@@ -377,7 +464,9 @@ def arbitration_ranking(by_dir: dict[str, dict], score: str) -> np.ndarray:
     where it is largest (so a head that serves one modality is not cancelled by the other);
     heads that are arbitration heads in neither direction rank below every one that is."""
     diffs, flags = zip(*(specificity(d["follow"], d["control"], score) for d in by_dir.values()))
-    best = np.max(np.stack(diffs), 0)
+    # an arbitration head is ranked by its measured specificity
+    exact = [np.where(f, d["follow"]["ablation"] - d["control"]["ablation"], x) for f, d, x in zip(flags, by_dir.values(), diffs)]
+    best = np.max(np.stack(exact), 0)
     is_arb = np.any(np.stack(flags), 0)
     return np.where(is_arb, best, np.minimum(best, 0) - (np.abs(best).max() + 1))
 
@@ -404,30 +493,48 @@ def agreement_above_noise(fast: np.ndarray, exact: np.ndarray, se: np.ndarray, f
             "top_overlap": len(ta & tb) / len(ta), "k": len(ta)}
 
 
+def fast_agreement(bundle, items, batch_size: int, fraction: float, n_per_direction: int) -> tuple[dict, dict]:
+    """Rule 04-fast on a subset: per direction, exhaustive single-head ablation and the fast
+    scorer on the same first ``n_per_direction`` conflicts (:func:`agreement_above_noise`).
+    Returns ``(agreement per direction, passes per sample)``: the chapter reports the agreement
+    itself, not only ``make bench``."""
+    out, passes = {}, {}
+    for t in ("image", "text"):
+        subset = [it for it in items if it.target == t][:n_per_direction]
+        s = score_all(bundle, subset, batch_size, exhaustive=True, fraction=fraction)
+        out[t] = {"samples": len(subset), **agreement_above_noise(s["fast"], s["ablation"], s["ablation_se"], fraction)}
+        passes = s["passes_per_sample"]
+    return out, passes
+
+
 def verdicts(by_dir: dict[str, dict], agree: dict[str, dict], n_layers: int, fraction: float = 0.05,
-             score: str = "ablation") -> pd.DataFrame:
+             score: str = "ablation", passes: dict | None = None) -> pd.DataFrame:
     """Rules 04-sparse, 04-specific, 04-depth and 04-fast of :data:`mfutils.findings.rules.RULES`.
 
     ``by_dir``: :func:`score_directions`; ``agree[target]``: :func:`agreement_above_noise` of
-    the fast scorer (empty without exhaustive ablation); ``score``: the reference score."""
+    the fast scorer against exhaustive ablation (on all samples, or :func:`fast_agreement`'s
+    subset; empty: not measured); ``score``: the reference score; ``passes``: passes per sample
+    of the run ``agree`` comes from (default: ``by_dir``'s)."""
     from mfutils.findings import rules
 
     rows = []
     r = rules.rule("04-sparse")
     shares = {t: share_in_top(sparsity_curve(d["follow"][score]), fraction) for t, d in by_dir.items()}
+    verdict, none = rules.combine_directions({t: "reproduced" if v >= r.threshold else "not reproduced" for t, v in shares.items()})
     rows.append(rules.verdict_row(r, ", ".join(f"{t}: top {fraction:.0%} carry {v:.0%} of the positive effect"
-                                               for t, v in shares.items()),
-                                  rules.combine(["reproduced" if v >= r.threshold else "not reproduced" for v in shares.values()])))
+                                               for t, v in shares.items()) + (f"; {none}" if none else ""), verdict))
 
     r = rules.rule("04-specific")
-    parts, vs = [], []
+    parts, vs = [], {}
     for t, d in by_dir.items():
-        top = top_heads(d["follow"][score], fraction)
+        top = top_heads(best_available(d["follow"], score), fraction)
         flags = specificity(d["follow"], d["control"], score)[1]
+        both = measured(d["follow"]) & measured(d["control"])
         share = float(np.mean([flags[lh] for lh in top]))
-        parts.append(f"{t}: {share:.0%} of the top {len(top)} heads")
-        vs.append("reproduced" if share >= r.threshold else "not reproduced")
-    rows.append(rules.verdict_row(r, ", ".join(parts), rules.combine(vs)))
+        parts.append(f"{t}: {share:.0%} of the top {len(top)} heads ({sum(bool(both[lh]) for lh in top)} measured exactly)")
+        vs[t] = "reproduced" if share >= r.threshold else "not reproduced"
+    verdict, none = rules.combine_directions(vs)
+    rows.append(rules.verdict_row(r, ", ".join(parts) + (f"; {none}" if none else ""), verdict))
 
     r = rules.rule("04-depth")
     heads = arbitration_heads(by_dir, score, fraction)
@@ -442,12 +549,13 @@ def verdicts(by_dir: dict[str, dict], agree: dict[str, dict], n_layers: int, fra
 
     r = rules.rule("04-fast")
     if agree:
-        d0 = next(iter(by_dir.values()))["follow"]["passes_per_sample"]
+        d0 = passes or next(iter(by_dir.values()))["follow"]["passes_per_sample"]
         ratio = d0["ablation"] / d0["fast"]
         ok = (all(a["spearman"] >= r.threshold and a["top_overlap"] >= rules.FAST_OVERLAP for a in agree.values())
               and ratio >= rules.FAST_SPEEDUP)
         rows.append(rules.verdict_row(r, "; ".join(f"{t}: Spearman {a['spearman']:.2f}, Pearson {a['pearson']:.2f} over "
                                                    f"{a['heads above noise']} heads, top-{fraction:.0%} overlap {a['top_overlap']:.0%}"
+                                                   + (f" (on {a['samples']} samples)" if "samples" in a else "")
                                                    for t, a in agree.items()) + f"; {ratio:.1f}× fewer passes",
                                       "met" if ok else "not met"))
     else:

@@ -2,7 +2,7 @@
 
 Correlational part: :func:`mfutils.findings.lens.per_layer` contributions split by followed / failed
 samples and direction, on a pool of the model's own failures
-(:func:`mfutils.findings.evaluation.failure_pool`). Causal part: mean-ablate the MLPs of the rule's
+(:func:`mfutils.findings.failures.failure_pool`). Causal part: mean-ablate the MLPs of the rule's
 late band and measure failures repaired, successes broken and the paired change in the MF
 ratio; the causal result enters the failure claims' verdicts (:mod:`mfutils.findings.rules`).
 """
@@ -31,6 +31,7 @@ class InertiaSpec(RunSpec):
     #: the files a finished run holds (:meth:`mfutils.runs.results.RunWriter.finish` refuses to finish without them)
     OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
         "contributions.csv", "contributions.parquet", "failed_vs_followed.csv", "failed_vs_followed.png",
+        "failure_pool.csv", "failure_pool.parquet",
         "mlp_ablation.csv", "mlp_ablation.parquet", "mlp_average.csv", "mlp_average.png", "results.json",
         "stage1.csv", "stage1.parquet", "stage1_failures.csv", "stage1_failures.png",
     )
@@ -126,12 +127,12 @@ def verdicts(meta: pd.DataFrame, tr, base: pd.DataFrame, ablated: pd.DataFrame, 
         mlp = rules.band_statistic(parts["margin_mlp"][sel][:, layers].sum(1), n_boot, seed)
         attn = float(parts["margin_attn"][sel][:, layers].sum(1).mean())
         e = effect.loc[target]
-        base_v = rules.directional(r, *mlp)
+        base_v = rules.effect_verdict(r, *mlp)
         causal_ok = e["repaired"] > e["broken"]
         verdict = ("reproduced" if base_v == "reproduced" and abs(attn) < abs(mlp[0]) and causal_ok
                    else ("partly" if base_v != "not reproduced" else "not reproduced"))
         rows.append(rules.verdict_row(
-            r, f"MLP {rules.fmt_ci(*mlp)}, attention {attn:+.2f} (layers {layers[0]}–{layers[-1]}, summed; n={n}); "
+            r, f"MLP {rules.effect_text(mlp, r.threshold, n)}, attention {attn:+.2f} (layers {layers[0]}–{layers[-1]}, summed); "
                f"ablating those MLPs repairs {e['repaired']:.0%} of failures, breaks {e['broken']:.0%} of successes", verdict))
 
     r = rules.rule("03-ablate")
@@ -140,7 +141,7 @@ def verdicts(meta: pd.DataFrame, tr, base: pd.DataFrame, ablated: pd.DataFrame, 
     change = rules.band_statistic(((a == 1).astype(float) - (b == 1).astype(float)).to_numpy(), n_boot, seed)
     ctrl = ", ".join(f"{m.measure} {m.clean:.2f} → {m.ablated:.2f}" for m in controls.itertuples())
     rows.append(rules.verdict_row(r, f"MF change {rules.fmt_ci(*change, digits=3)} over {len(b)} conflicts; controls: {ctrl}",
-                                  rules.directional(r, *change)))
+                                  rules.effect_verdict(r, *change)))
     return pd.DataFrame(rows)
 
 

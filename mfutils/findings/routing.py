@@ -311,8 +311,10 @@ def verdicts(sweep: pd.DataFrame, curve: pd.DataFrame, n_layers: int, n_boot: in
     """Every chapter-01 rule of :data:`mfutils.findings.rules.RULES`, judged on the log-odds change.
 
     Signed and route claims use the bootstrap CI of the per-sample band mean (never a peak
-    layer); route claims are weighed against their bypass on the same samples; null claims
-    need every layer of their band inside the threshold.
+    layer) under the minimum-effect rule (:func:`mfutils.findings.rules.effect_verdict`);
+    route claims are weighed against their bypass's strongest layer at any depth
+    (:func:`mfutils.findings.rules.route_verdict`); null claims need every layer of their
+    band inside the threshold, in every direction they cover.
     """
     eff = effect_measures(sweep)
     rows = []
@@ -334,23 +336,23 @@ def verdicts(sweep: pd.DataFrame, curve: pd.DataFrame, n_layers: int, n_boot: in
                 parts.append(f"{t}: largest |Δ| {abs(worst['log_odds']):.2f} "
                              f"[{worst['log_odds_ci_low']:+.2f}, {worst['log_odds_ci_high']:+.2f}] at layer {int(worst['layer'])}")
             # a null claim holds only as far as its weakest direction
-            order = ["not reproduced", "partly", "reproduced"]
-            rows.append(rules.verdict_row(r, "; ".join(parts) + f" ({where})", min(verdicts_, key=order.index)))
+            verdict, _ = rules.combine_directions(dict(zip(targets, verdicts_)))
+            rows.append(rules.verdict_row(r, "; ".join(parts) + f" ({where})", verdict))
             continue
         t = targets[0]
         route = rules.band_mean(e[e["target"] == t], layers, "log_odds")
         stat = rules.band_statistic(route, n_boot, seed)
-        ours = f"{rules.fmt_ci(*stat)} over {where}"
+        ours = rules.effect_text(stat, r.threshold, len(route)) + f" over {where}"
         if r.bypass:
-            b = rules.band_mean(eff[(eff["edge"] == r.bypass) & (eff["target"] == t)], layers, "log_odds")
-            if b.empty:  # a route claim is never judged without its bypass
+            by = curve[(curve["edge"] == r.bypass) & (curve["target"] == t)]
+            if by.empty:  # a route claim is never judged without its bypass
                 rows.append(rules.verdict_row(r, ours + f"; bypass {r.bypass} not measured", "not measured"))
                 continue
-            diff = rules.band_statistic((route - b).dropna(), n_boot, seed)
-            verdict = rules.route_claim(r, stat, float(b.mean()), diff)
-            ours += f"; bypass {r.bypass.replace(' -/-> ', '→')} {float(b.mean()):+.2f}, route − bypass {rules.fmt_ci(*diff)}"
+            # rule of 2026-12-06: the bypass is weighed at its strongest layer anywhere, not only in the band
+            verdict, note = rules.route_verdict(r, stat, dict(zip(by["layer"].astype(int), by["log_odds"])), n_layers)
+            ours += "; " + note.replace(" -/-> ", "→")
         else:
-            verdict = rules.directional(r, *stat)
+            verdict = rules.effect_verdict(r, *stat)
         rows.append(rules.verdict_row(r, ours, verdict))
     return pd.DataFrame(rows)
 

@@ -12,11 +12,13 @@ claim is judged on a statistic fixed here in advance:
   which equals the change in the follow - competitor logit difference and does not saturate
   on a confident model (I_NSSD, ``log p'_f / p_f``, is capped above by ``-log p_f``).
 - **expect**: ``negative`` / ``positive`` (the CI must exclude 0 on that side and the
-  estimate reach ``threshold``), ``none`` (a null claim: every layer of the band has its CI
+  estimate reach ``threshold``; *partly* from half of it: :func:`effect_verdict`), ``none`` (a null claim: every layer of the band has its CI
   within ``+-threshold``), ``above`` / ``below`` (a rate against ``threshold``).
-- **bypass**: for a route claim, the edge that goes around the instruction tokens. A route is
-  at most *partly* reproduced when it at least matches its bypass, and *not reproduced* when
-  the bypass is stronger.
+- **bypass**: for a route claim, the edge that goes around the instruction tokens, read at its
+  strongest layer at any depth (:func:`route_verdict`). A route is *not reproduced* when the
+  bypass is stronger, and at most *partly* when the bypass comes within the threshold of it.
+- **directions**: a claim covering both directions is *reproduced* only if both are and
+  *partly* only if both are at least partly (:func:`combine_directions`).
 
 Every chapter prints its rows of :data:`RULES` (:func:`table`) above its verdicts, and every
 verdict row names its rule.
@@ -198,7 +200,8 @@ def table(chapter: str) -> pd.DataFrame:
 
 
 def _expect_text(r: Rule) -> str:
-    return {"negative": f"CI < 0 and ≤ −{r.threshold:g}", "positive": f"CI > 0 and ≥ {r.threshold:g}",
+    return {"negative": f"CI < 0 and ≤ −{r.threshold:g} (partly: ≤ −{r.threshold / 2:g})",
+            "positive": f"CI > 0 and ≥ {r.threshold:g}" + (f" (partly: ≥ {r.threshold / 2:g})" if r.threshold else ""),
             "none": f"every layer's CI within ±{r.threshold:g}", "above": f"≥ {r.threshold:g}",
             "below": f"< {r.threshold:g}", "inside": "inside the band", "alike": f"|f − c| ≤ {r.threshold:g}·max"}[r.expect]
 
@@ -226,18 +229,6 @@ def band_statistic(values, n_boot: int = 500, seed: int = 0) -> tuple[float, flo
     return bootstrap_ci(np.asarray(values, dtype=float), n_boot=n_boot, seed=seed)
 
 
-def directional(r: Rule, est: float, lo: float, hi: float) -> str:
-    """Verdict of a signed claim: *reproduced* when the CI excludes 0 in the paper's direction
-    and the estimate reaches the threshold; *partly* when only the CI condition holds."""
-    if r.expect == "negative":
-        sig, big = hi < 0, est <= -r.threshold
-    elif r.expect == "positive":
-        sig, big = lo > 0, est >= r.threshold
-    else:
-        raise ValueError(f"rule {r.id} is not a signed claim")
-    return "reproduced" if sig and big else ("partly" if sig else "not reproduced")
-
-
 def null_claim(r: Rule, layer_cis: list[tuple[float, float, float]]) -> str:
     """Verdict of a claim that an effect is ≈ 0 over the band: *reproduced* when every layer's
     CI lies within ``±threshold``, *partly* when every layer's estimate does."""
@@ -246,33 +237,6 @@ def null_claim(r: Rule, layer_cis: list[tuple[float, float, float]]) -> str:
     if all(abs(est) < r.threshold for est, _, _ in layer_cis):
         return "partly"
     return "not reproduced"
-
-
-def route_claim(r: Rule, route: tuple[float, float, float], bypass_est: float, diff: tuple[float, float, float]) -> str:
-    """Verdict of a route claim against its bypass (both band means, same samples).
-
-    ``diff`` is the paired band statistic ``route - bypass``. *Reproduced*: the route's effect
-    is significant, reaches the threshold, and is significantly stronger than the bypass;
-    *partly*: significant in the paper's direction and at least as strong as the bypass;
-    otherwise *not reproduced* (in particular whenever the bypass is stronger).
-    """
-    est, lo, hi = route
-    sign = -1 if r.expect == "negative" else 1
-    if sign * est < sign * bypass_est:  # the bypass carries more than the route
-        return "not reproduced"
-    base = directional(r, est, lo, hi)
-    stronger = (diff[2] < 0) if sign < 0 else (diff[1] > 0)
-    if base == "reproduced" and stronger:
-        return "reproduced"
-    return "partly" if base != "not reproduced" else "not reproduced"
-
-
-def combine(verdicts: list[str]) -> str:
-    """One verdict for a claim judged in several directions: *reproduced* only when every
-    direction is, *partly* when any direction reproduces at least partly."""
-    if verdicts and all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    return "partly" if any(v in ("reproduced", "partly") for v in verdicts) else "not reproduced"
 
 
 def verdict_row(r: Rule, ours: str, verdict: str, **extra) -> dict:
@@ -285,11 +249,11 @@ def fmt_ci(est: float, lo: float, hi: float, digits: int = 2) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rules of 2026-12-06 (issue 40: verdicts a sceptic would sign), written and committed before
-# any chapter is re-executed under them. NOT YET IN FORCE: the committed chapters were judged
-# by the functions above (``directional``, ``route_claim``, ``combine`` and the chapters' own
-# head and blocking rules). A chapter re-executed under these says so on its page; until then
-# these functions are read by their tests only. Each closes a gap an audit of the executed book
+# Rules of 2026-12-06 (issue 40: verdicts a sceptic would sign), written and committed (a26cfa7)
+# before any chapter was re-executed under them; IN FORCE from the re-execution that followed.
+# They replace ``directional`` (significant alone made "partly"), ``route_claim`` (bypass read
+# inside the band only) and ``combine`` (one direction's "partly" carried a claim), and the
+# chapters' own head and blocking rules. Each closes a gap an audit of the executed book
 # found: significant but negligible effects called "partly", a bypass judged only inside the
 # routing band, one direction's "partly" carrying a two-direction claim, unmeasured heads
 # passing a specificity test, five random head sets standing for a distribution, amplification
@@ -324,6 +288,11 @@ def effect_verdict(r: Rule, est: float, lo: float, hi: float) -> str:
     if beyond_zero and size >= r.threshold / 2:
         return "partly"
     return "not reproduced"
+
+
+def effect_text(stat: tuple[float, float, float], threshold: float, n: int) -> str:
+    """A verdict row's effect: estimate, 95% interval, the threshold it is judged against and n."""
+    return f"{fmt_ci(*stat)} (threshold ±{threshold:g}, n = {n})"
 
 
 def strongest_layer(per_layer: dict[int, float], expect: str) -> tuple[int, float]:
