@@ -87,3 +87,10 @@ def test_failures_are_typed_on_a_toy():
 def test_overlap_and_ceilings():
     assert rules.jaccard([(1, 2), (3, 4)], [(3, 4), (5, 6)]) == pytest.approx(1 / 3)
     assert rules.bound_note(1.0, 1.0) == rules.AT_CEILING and rules.bound_note(0.9, 1.0) == ""
+
+
+def test_wilson_bounds_are_exact_at_zero_and_n():
+    for n in (12, 32, 128, 256):
+        assert rules.wilson(n, n)[2] == 1.0 and rules.wilson(0, n)[1] == 0.0
+        _, lo, hi = rules.wilson(n // 3, n)
+        assert lo < n // 3 / n < hi

@@ -359,7 +359,8 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 or k = n a bound equals the share exactly; rounding can leave it 1e-16 inside (n = 128)
+    return p, 0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half)
 
 
 def random_band(ratios) -> tuple[float, float]:
