@@ -130,3 +130,24 @@ def test_a_second_runner_of_the_same_chapter_is_refused_with_a_message(tmp_path,
     assert stop.value.code == 2
     assert f"00_x is being executed by another runner (pid {os.getpid()}" in capsys.readouterr().err
     assert not dst.exists()
+
+
+def test_a_failed_chapter_keeps_the_times_of_those_finished_before_it(tmp_path, monkeypatch):
+    recorded = []
+    outcomes = {"a": True, "b": False, "c": True}
+    monkeypatch.setattr(runner, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(runner, "_record", lambda root, timings: recorded.append([t["chapter"] for t in timings]))
+    monkeypatch.setattr(runner, "execute_one", lambda src, dst, parameters, timeout: {
+        "chapter": src.stem, "ok": outcomes[src.stem], "seconds": 1.0, "peak_rss_mb": 1})
+    pairs = [(tmp_path / f"{n}.md", tmp_path / "out" / f"{n}.ipynb") for n in "abc"]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SystemExit) as err:
+        runner.run_selected(pairs, {}, 60, record=True)
+    assert err.value.code == 1 and recorded == [["a"]]  # b failed, c never ran
+    # the comparison run records what finished before a failure too
+    recorded.clear()
+    monkeypatch.setattr(runner, "chapters", lambda root: [p for p, _ in pairs])
+    monkeypatch.setattr("mfutils.book.chapters.comparison_overrides", lambda stem: {})
+    with pytest.raises(SystemExit):
+        runner.compare([], 60)
+    assert recorded == [["a (comparison)"]]

@@ -254,12 +254,16 @@ def compare(names: list[str], timeout: int) -> list[dict]:
     root = project_root()
     (root / COMPARED).mkdir(parents=True, exist_ok=True)
     timings = []
-    for src in chapters(root):
-        if names and not any(src.stem.startswith(n) for n in names):
-            continue
-        t = run_selected([(src, root / COMPARED / f"{src.stem}.ipynb")], comparison_overrides(src.stem), timeout)
-        timings += [{**x, "chapter": f"{x['chapter']} (comparison)"} for x in t]
-    _record(root, timings)
+    try:
+        for src in chapters(root):
+            if names and not any(src.stem.startswith(n) for n in names):
+                continue
+            t = run_selected([(src, root / COMPARED / f"{src.stem}.ipynb")], comparison_overrides(src.stem), timeout)
+            timings += [{**x, "chapter": f"{x['chapter']} (comparison)"} for x in t]
+    finally:
+        # a chapter that fails or is interrupted stops the run; those finished before it keep their times
+        if timings:
+            _record(root, timings)
     return timings
 
 
@@ -295,10 +299,21 @@ def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: i
         print(f"[{i}/{len(selected)}] {src.stem}: {'ok' if result['ok'] else 'FAILED'} in {result['seconds']} s, "
               f"peak {result['peak_rss_mb']} MB", flush=True)
         if not result["ok"]:
-            raise SystemExit(1)
+            finished = [t for t in timings if t["ok"]]
+            if finished and record:  # the chapters that did finish before it are recorded as finished
+                _record(root, finished)
+            raise FailedRun(1, finished)
     if record:  # only the organism defaults describe the book
         _record(root, timings)
     return timings
+
+
+class FailedRun(SystemExit):
+    """A chapter failed: exit status 1; ``finished`` holds the timings of the chapters run before it."""
+
+    def __init__(self, code: int, finished: list[dict]):
+        super().__init__(code)
+        self.finished = finished
 
 
 class ChapterBusyError(SystemExit):
