@@ -94,3 +94,8 @@ def test_wilson_bounds_are_exact_at_zero_and_n():
         assert rules.wilson(n, n)[2] == 1.0 and rules.wilson(0, n)[1] == 0.0
         _, lo, hi = rules.wilson(n // 3, n)
         assert lo < n // 3 / n < hi
+
+
+def test_a_direction_that_cannot_be_measured_makes_the_claim_not_measurable():
+    assert rules.combine_directions({"image": "reproduced", "text": "not measurable"}) == ("not measurable",
+                                                                                           "not measurable in text")

@@ -302,18 +302,10 @@ def run_selected(selected: list[tuple[Path, Path]], parameters: dict, timeout: i
             finished = [t for t in timings if t["ok"]]
             if finished and record:  # the chapters that did finish before it are recorded as finished
                 _record(root, finished)
-            raise FailedRun(1, finished)
+            raise SystemExit(1)
     if record:  # only the organism defaults describe the book
         _record(root, timings)
     return timings
-
-
-class FailedRun(SystemExit):
-    """A chapter failed: exit status 1; ``finished`` holds the timings of the chapters run before it."""
-
-    def __init__(self, code: int, finished: list[dict]):
-        super().__init__(code)
-        self.finished = finished
 
 
 class ChapterBusyError(SystemExit):

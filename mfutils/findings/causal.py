@@ -185,7 +185,7 @@ def verdicts(summary: pd.DataFrame, curve: pd.DataFrame, per_item: pd.DataFrame,
             else:
                 per[m.measure], note = rules.blocking_direction(r, m.baseline, int(top["followed"]), int(top["n"]), draws)
             notes.append(f"{m.measure}: {m.baseline:.2f} → {note}")
-        verdict, none = _combine(per)
+        verdict, none = rules.combine_directions(per)
         rows.append(rules.verdict_row(r, "; ".join(notes) + f"; k = {int(mf['k'].iloc[0])}" + (f"; {none}" if none else ""),
                                       verdict))
     r = rules.rule("05-general")
@@ -210,15 +210,7 @@ def verdicts(summary: pd.DataFrame, curve: pd.DataFrame, per_item: pd.DataFrame,
             ok = g[(g["clean"] == 1) & np.isclose(g["alpha"], rules.VERDICT_ALPHA)]
             per[target], note = rules.amplification_verdict(r, repaired, int((ok["decision"] != 1).sum()), len(ok))
             notes.append(f"{target}: {note}")
-        verdict, none = _combine(per)
+        verdict, none = rules.combine_directions(per)
         rows.append(rules.verdict_row(r, "; ".join(notes) + (f"; {none}" if none else ""), verdict))
     return pd.DataFrame(rows)
 
-
-def _combine(per: dict[str, str]) -> tuple[str, str]:
-    """:func:`mfutils.findings.rules.combine_directions`, except that a claim any of whose
-    directions cannot be measured is *not measurable* (naming them)."""
-    unmeasurable = [d for d, v in per.items() if v == "not measurable"]
-    if unmeasurable:
-        return "not measurable", "not measurable in " + ", ".join(unmeasurable)
-    return rules.combine_directions(per)

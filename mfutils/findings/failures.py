@@ -125,7 +125,7 @@ def failure_pool(spec, bundle, seed_offset: int = 0) -> tuple[list[Item], pd.Dat
     paper = typed(items, run_readouts(bundle, items, spec.batch_size),
                   pair_key=lambda it: it.uid.rsplit("/", 1)[0]).assign(source="paper sentence")
     if not spec.data.startswith("synthetic"):  # the validation sentences are asked of synthetic conflicts only
-        return items, paper, _sizes(paper, 0, 0)
+        return items, paper, {**_sizes(paper, 0, 0), "sentences": "none (a paper item file)"}
     name, pairs = sentences_for(bundle, spec.model_id)
     templates = list(enumerate(pairs))
     seed = spec.seed + seed_offset
@@ -133,7 +133,8 @@ def failure_pool(spec, bundle, seed_offset: int = 0) -> tuple[list[Item], pd.Dat
                                     spec.control_filter), templates)
     screen = _validation_rows(screen_items, bundle, spec.batch_size)
     failing = sorted({int(u.rsplit("/v", 1)[1]) for u in screen.loc[screen["failed"], "uid"]})
-    tables_, pool_items = [screen[screen["failed"]]], [it for it in screen_items if it.uid in set(screen.loc[screen["failed"], "uid"])]
+    failed_uids = set(screen.loc[screen["failed"], "uid"])
+    tables_, pool_items = [screen[screen["failed"]]], [it for it in screen_items if it.uid in failed_uids]
     drawn = 0
     while failing and drawn < DRAW_CAP and min(_counts(pd.concat(tables_ + [paper])).values()) < rules.MIN_FAILURES:
         fresh = _conflicts(DRAW_CONFLICTS, seed + DRAW_SEED_OFFSET + drawn, bundle, spec.batch_size, spec.control_filter)
@@ -150,7 +151,8 @@ def failure_pool(spec, bundle, seed_offset: int = 0) -> tuple[list[Item], pd.Dat
 
 
 def _validation_rows(items: list[Item], bundle, batch_size: int) -> pd.DataFrame:
-    t = typed(items, run_readouts(bundle, items, batch_size), pair_key=lambda it: it.uid.replace("/image/", "/").replace("/text/", "/"))
+    # uid {conflict}/{target}/v{k} (:func:`asked`): the question is the uid less its target
+    t = typed(items, run_readouts(bundle, items, batch_size), pair_key=lambda it: it.uid.replace(f"/{it.target}/", "/"))
     t["source"] = [it.instruction for it in items]
     return t
 

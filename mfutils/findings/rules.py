@@ -73,9 +73,8 @@ VERDICT_ORDER = AGREES + PARTLY + DISAGREES + UNMEASURED
 #: ``artefact_repair``: removing or flipping the heads (α ≤ 0) that "repairs" this share of
 #: failures is reported as an artefact (it never counts as a repair).
 ANOMALY = {"early_depth": 0.25, "chance_margin": 0.05, "rise_tolerance": 0.05, "artefact_repair": 0.10}
-#: Below a rule's threshold, still "partly": a relative MF drop from blocking, or a share of
-#: failures repaired at α = 2 (net of successes broken), of at least this much.
-PARTLY_DROP = 0.10
+#: Below a rule's threshold, still "partly": a share of failures repaired at α = 2 of at least
+#: this much (:func:`amplification_verdict`).
 PARTLY_REPAIR = 0.10
 #: Rule 04-fast: besides its Spearman threshold, the fast scorer must share this much of the
 #: exhaustive top set and need at least this many times fewer forward-equivalent passes.
@@ -321,11 +320,17 @@ def route_verdict(r: Rule, route: tuple[float, float, float], bypass_per_layer: 
 
 
 def combine_directions(verdicts: dict[str, str]) -> tuple[str, str]:
-    """One verdict for a claim covering several directions: *reproduced* only if every direction
-    is, *partly* only if every direction is at least *partly*, else *not reproduced*. Returns the
+    """One verdict for a claim covering several directions: *not measurable* if any direction
+    is; else *reproduced* only if every direction is, *partly* only if every direction is at
+    least *partly*, else *not reproduced*. Returns the
     verdict and a note naming each direction that shows no effect (empty when none)."""
     if not verdicts:
         raise ValueError("a claim needs at least one direction")
+    # (wired 2026-12-06, before the run it judged) a direction that cannot be measured makes the
+    # claim not measurable, never "not reproduced"
+    unmeasurable = [d for d, v in verdicts.items() if v == "not measurable"]
+    if unmeasurable:
+        return "not measurable", "not measurable in " + ", ".join(unmeasurable)
     values = list(verdicts.values())
     if all(v == "reproduced" for v in values):
         verdict = "reproduced"
