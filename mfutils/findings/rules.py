@@ -166,13 +166,16 @@ RULES: tuple[Rule, ...] = (
          "forward-equivalent passes", ALL, "above", 0.9, "exhaustive single-head ablation; overlap ≥ 80%, ≥ 10× fewer passes"),
     # chapter 05: interventions on the arbitration heads (chosen by rule 04-specific on chapter 04's conflicts)
     Rule("05-block", "05_causal_interventions", "Blocking the arbitration heads (~5%) cuts the MF ratio",
-         "~60% relative drop", "relative drop of the MF ratio, per direction", ALL, "above", 0.30,
-         "random head sets of the same size from the same layers: below their 2.5th percentile"),
+         "~60% relative drop", "relative drop of the MF ratio, per direction (both needed)", ALL, "above", 0.30,
+         "≥ 50 random head sets of the same size from the same layers: the blocked ratio's 95% Wilson interval "
+         "below their 2.5th percentile (partly from half the threshold)"),
     Rule("05-general", "05_causal_interventions", "General ability (image-only, text-only) survives the blocking",
          "preserved (benchmarks unnamed)", "drop of control accuracy", ALL, "below", 0.10),
     Rule("05-amplify", "05_causal_interventions", "Amplifying the heads repairs failed samples", "up to ~60%",
-         "share of failures repaired at α = 2 (fixed in advance; α ≤ 1 never counts)", ALL, "above", 0.40,
-         "must repair more failures than it breaks successes; partly from 10%"),
+         "share of failures repaired at α = 2 (fixed in advance; α ≤ 1 never counts), per direction (both needed)",
+         ALL, "above", 0.40,
+         "≥ 30 failures per direction; α = 2 minus α = 1 and minus α = 0 (removal), paired intervals above 0; "
+         "< 5% of successes broken; partly from 10%"),
 )
 
 #: the amplification factor the verdict reads (others are shown, never chosen from)
