@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from mfutils.book import crossrefs
+from mfutils.data import synthetic
+from mfutils.findings import rules
 from mfutils.findings.causal import random_same_layers, summarize_blocking, verdicts
 
 
@@ -84,7 +86,7 @@ def test_a_claim_on_both_directions_needs_both():
     curve = _curve(0.3, RANDOM)
     curve.loc[(curve["heads"] == "top") & (curve["measure"] == "MF image"), ["value", "followed"]] = [1.0, N]
     v = _verdicts(curve, _items({2.0: 0.6, 1.0: 0.0, 0.0: 0.1}))
-    assert v["verdict"].iloc[0] == "not reproduced" and "no effect in MF image" in v["ours"].iloc[0]
+    assert v["verdict"].iloc[0] == "not reproduced" and "not reproduced in MF image" in v["ours"].iloc[0]
 
 
 def test_controls_at_their_ceiling_say_so():
@@ -136,20 +138,23 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
 
     spec = CausalSpec(model_id="organism", n_samples=3, control_filter=False, output_dir=str(tmp_path),
                       batch_size=4, num_threads=1)
-    computed, where = crossrefs.chapter4_scores(spec, tiny_bundle)
+    computed, splits, where = crossrefs.chapter4_scores(spec, tiny_bundle)
     assert where.startswith("computed here")
+    assert splits == []  # 3 conflicts per direction: too few to split in three
     ch04 = chapters.chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
     assert (ch04.n_samples, ch04.seed, ch04.batch_size, ch04.exhaustive) == (3, 0, 4, False)
 
     def finished_ch04(s):
         w = RunWriter(s)
         head_scores.save_scores(w.path("scores.npz"), computed)
+        w.write_json("results.json", {"selection_splits": [{"split": 1, "heads": [[0, 1]]}]})
         fill_declared(w)
         w.finish()
 
     finished_ch04(ch04)
-    read, where = crossrefs.chapter4_scores(spec, tiny_bundle)
+    read, read_splits, where = crossrefs.chapter4_scores(spec, tiny_bundle)
     assert where.startswith("read from chapter 4's finished run")
+    assert read_splits == [{"split": 1, "heads": [(0, 1)]}]
     for t in computed:
         for part in ("follow", "control"):
             for k in head_scores.SAVED_SCORES:
@@ -158,8 +163,28 @@ def test_chapter_5_chooses_its_heads_on_chapter_4s_scores_read_or_recomputed_ali
     assert head_scores.arbitration_heads(read, "fast", 0.25) == head_scores.arbitration_heads(computed, "fast", 0.25)
     # another batch size shares the folder's digest but not its numbers bit for bit: not taken
     finished_ch04(replace(ch04, batch_size=2))
-    assert crossrefs.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
+    assert crossrefs.chapter4_scores(spec, tiny_bundle)[2].startswith("computed here")
     # an unfinished chapter 4 (no manifest) is never read
     finished_ch04(ch04)
     (ch04.run_dir() / "_COMPLETE.json").unlink()
-    assert crossrefs.chapter4_scores(spec, tiny_bundle)[1].startswith("computed here")
+    assert crossrefs.chapter4_scores(spec, tiny_bundle)[2].startswith("computed here")
+
+
+def test_each_selection_split_gets_its_own_random_band_and_verdict(tiny_bundle):
+    from mfutils.book.discussion import split_sentence
+    from mfutils.findings.causal import split_blocking
+    from mfutils.findings.evaluation import general_ability_controls
+
+    items = synthetic.paper_conflicts(4, seed=7)
+    controls = general_ability_controls(items)
+    splits = [{"split": 1, "heads": [(0, 0), (1, 1)]}, {"split": 2, "heads": [(0, 0)]}, {"split": 3, "heads": []}]
+    table, draws = split_blocking(tiny_bundle, items, controls, splits, [(0, 0), (1, 0)], 8, rules.MIN_RANDOM_DRAWS,
+                                  0, 0.05)
+    assert table["split"].tolist() == [1, 2, 3] and table["heads"].tolist() == [2, 1, 0]
+    assert table["jaccard with pre-registered"].tolist() == pytest.approx([1 / 3, 1 / 2, 0.0])
+    assert table["verdict"].iloc[2] == "not measurable"  # an empty set has nothing to block
+    assert set(table["verdict"].iloc[:2]) <= set(rules.VERDICT_ORDER)
+    for j in (1, 2):
+        random_sets = draws[(draws["split"] == j) & (draws["heads"] == "random")]
+        assert random_sets["draw"].nunique() == rules.MIN_RANDOM_DRAWS
+    assert "3 disjoint splits chose 2, 1, 0 heads" in split_sentence(table)

@@ -90,7 +90,7 @@ def test_head_and_behaviour_verdicts():
     assert v["04-sparse"] == "reproduced"       # one head of 20 carries all of each direction
     # image's top head is specific, text's is not: a two-direction claim needs both (rule of 2026-12-06)
     assert v["04-specific"] == "not reproduced"
-    assert "no effect in text" in head_verdicts(by_dir, {}, 4, 0.05).set_index("rule").loc["04-specific", "ours"]
+    assert "not reproduced in text" in head_verdicts(by_dir, {}, 4, 0.05).set_index("rule").loc["04-specific", "ours"]
     assert v["04-depth"] == "reproduced"        # the only arbitration head sits at depth 0.875
     assert v["04-fast"] == "not measured"
     agree = {t: {"spearman": 0.95, "pearson": 0.9, "top_overlap": 1.0, "heads above noise": 2} for t in by_dir}

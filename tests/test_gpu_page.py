@@ -48,13 +48,14 @@ def test_estimates_count_the_passes_the_chapters_run():
     # each from its own layer: 9/16 of a pass on average),
     # plain attribution (3), direct (1), and exhaustive ablation: a clean pass plus each of the
     # 64 heads rerun from its own layer, 8 heads x (8 + 7 + ... + 1) / 8 layers = 36 passes
-    # (what head_scores.score_all counts); plus the per-model filter's 2 control passes
+    # (what head_scores.score_all counts); plus the per-model filter's 2 control passes; without
+    # exhaustive ablation, the selection splits score each conflict and control once more (fast)
     fast = 6 + 1 + 8 * 9 / 16
     assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": True}) == 2 * (fast + 3 + 1 + 37) + 2
-    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 2 * (fast + 3 + 1) + 2
+    assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}) == 2 * (fast + 3 + 1) + 2 * fast + 2
     # on a GPU its three gradient passes (2 IG steps, plain attribution) recompute their layers
     assert estimates.passes_per_sample("04_sparse_heads", 8, 64, {"exhaustive": False}, checkpointed=True) \
-        == 2 * (fast + 3 + 1 + 3) + 2
+        == 2 * (fast + 3 + 1 + 3) + 2 * fast + 2
     e = estimates.estimate(estimates.CARDS[0], "00_behaviour", 128, 8)
     assert 13 < e["GPU memory (GiB, est.)"] < 20  # 7B in bf16 is about 13 GiB of weights
     # chapter 01's knockouts: the incremental engine's share of a pass, below one full pass each

@@ -160,7 +160,8 @@ def test_heads_are_scored_per_direction_and_not_cancelled():
 
 def test_score_directions_on_the_tiny_model(tiny_bundle):
     items = synthetic.paper_conflicts(2, seed=4)
-    by_dir = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
+    by_dir, completed = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
+    assert completed == 0  # exhaustive: every head is measured already
     ad = tiny_bundle.adapter
     assert set(by_dir) == {"image", "text"}
     for d in by_dir.values():
@@ -238,8 +239,8 @@ def test_every_head_a_verdict_reads_ends_up_measured(tiny_bundle):
     from mfutils.findings.head_scores import candidates, measured
 
     items = synthetic.paper_conflicts(3, seed=5)
-    by_dir = score_directions(tiny_bundle, items, 8, exhaustive=False, fraction=0.25)
-    assert by_dir["image"]["follow"]["completed"] >= 0
+    by_dir, completed = score_directions(tiny_bundle, items, 8, exhaustive=False, fraction=0.25)
+    assert completed >= 0
     for t, heads in candidates(by_dir, "fast", 0.25).items():
         for lh in heads:
             assert measured(by_dir[t]["follow"])[lh] and measured(by_dir[t]["control"])[lh]
@@ -247,8 +248,38 @@ def test_every_head_a_verdict_reads_ends_up_measured(tiny_bundle):
     for lh in arbitration_heads(by_dir, "fast", 0.25):
         assert any(measured(d["follow"])[lh] and measured(d["control"])[lh] for d in by_dir.values())
     # a measured value is the exact ablation, the same as an exhaustive run's
-    full = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
+    full, _ = score_directions(tiny_bundle, items, 8, exhaustive=True, fraction=0.25)
     for t in by_dir:
         m = measured(by_dir[t]["follow"])
         np.testing.assert_allclose(by_dir[t]["follow"]["ablation"][m], full[t]["follow"]["ablation"][m], rtol=1e-4, atol=1e-5)
+    assert active_hook_count() == 0
+
+
+def test_a_selection_split_reads_only_its_own_samples(tiny_bundle):
+    from mfutils.findings import rules
+    from mfutils.findings.head_scores import measured, selection_sets, split_selection
+
+    items = synthetic.paper_conflicts(9, seed=6)
+    sets = selection_sets(tiny_bundle, items)
+    full, _ = score_directions(tiny_bundle, items, 16, exhaustive=True, fraction=0.25)
+    splits = split_selection(tiny_bundle, items, full, "ablation", 0.25, 16)
+    assert [s["split"] for s in splits] == list(range(1, rules.STABILITY_SPLITS + 1))
+    for j, s in enumerate(splits):
+        idx = rules.selection_splits(len(sets["image"]["follow"]))[j]
+        part = [sets[t]["follow"][i] for t in ("image", "text") for i in idx]
+        assert s["samples"] == {"image": len(idx), "text": len(idx)}
+        # the split's choice is the whole selection run on its samples alone
+        alone, _ = score_directions(tiny_bundle, part, 16, exhaustive=True, fraction=0.25)
+        assert s["heads"] == arbitration_heads(alone, "ablation", 0.25)
+    # the fast path: every head it chooses was measured exactly on the split
+    fast, _ = score_directions(tiny_bundle, items, 16, exhaustive=False, fraction=0.25)
+    before = {t: measured(fast[t]["follow"]).copy() for t in fast}
+    fast_splits = split_selection(tiny_bundle, items, fast, "fast", 0.25, 16)
+    assert len(fast_splits) == rules.STABILITY_SPLITS
+    assert all(set(s["heads"]) <= {(l, h) for l in range(tiny_bundle.adapter.n_layers)
+                                    for h in range(tiny_bundle.adapter.n_heads)} for s in fast_splits)
+    for t in fast:  # the pre-registered scores are left as they were
+        assert (measured(fast[t]["follow"]) == before[t]).all()
+    # too few conflicts to split: no split, not a crash
+    assert split_selection(tiny_bundle, synthetic.paper_conflicts(4, seed=6), fast, "fast", 0.25, 16) == []
     assert active_hook_count() == 0

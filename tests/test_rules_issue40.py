@@ -33,7 +33,7 @@ def test_the_bypass_is_compared_at_any_depth_and_named():
 def test_a_two_direction_claim_needs_both_directions():
     # 05-block on the pretrained organism: image following did not drop at all
     assert rules.combine_directions({"image": "not reproduced", "text": "partly"}) == ("not reproduced",
-                                                                                       "no effect in image")
+                                                                                       "not reproduced in image")
     assert rules.combine_directions({"image": "partly", "text": "reproduced"}) == ("partly", "")
     assert rules.combine_directions({"image": "reproduced", "text": "reproduced"}) == ("reproduced", "")
 

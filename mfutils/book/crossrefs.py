@@ -9,6 +9,8 @@ chapters' science modules, which the registry imports.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from mfutils.book.chapters import chapter_spec, comparison_overrides
@@ -37,15 +39,16 @@ def routing_effects_end(spec: ArbitrationSpec) -> pd.DataFrame:
             .reset_index())
 
 
-def chapter4_scores(spec, bundle) -> tuple[dict[str, dict], str]:
-    """The head scores chapter 05 chooses its heads by: chapter 04's, on chapter 04's conflicts.
+def chapter4_scores(spec, bundle) -> tuple[dict[str, dict], list[dict], str]:
+    """The head scores chapter 05 chooses its heads by: chapter 04's, on chapter 04's conflicts,
+    and chapter 04's selection splits (:func:`mfutils.findings.head_scores.split_selection`).
 
     ``spec``: chapter 05's spec as requested (before a GPU's batch cap). Chapter 04's spec is
     the one a run of it with these parameters builds (:func:`mfutils.book.chapters.chapter_spec`).
     When that run has finished (manifest verified) with exactly this spec, batch size and
-    threads included, its ``scores.npz`` is read: the numbers this function would compute.
-    Otherwise they are computed here, by the same call on the same conflicts. Returns
-    ``(by_dir, where)``, ``where`` saying which, for the page.
+    threads included, its ``scores.npz`` and ``results.json`` are read: the numbers this function
+    would compute. Otherwise they are computed here, by the same calls on the same conflicts.
+    Returns ``(by_dir, splits, where)``, ``where`` saying which, for the page.
     """
     ch04 = chapter_spec("04_sparse_heads", **{k: v for k, v in spec.to_dict().items() if k != "chapter"})
     try:
@@ -53,7 +56,13 @@ def chapter4_scores(spec, bundle) -> tuple[dict[str, dict], str]:
     except IncompleteResultsError:
         done = None
     if done is not None and done["spec"] == ch04.to_dict() and (done["dir"] / "scores.npz").exists():
-        return head_scores.load_scores(done["dir"] / "scores.npz"), f"read from chapter 4's finished run ({done['dir'].name})"
+        splits = json.loads((done["dir"] / "results.json").read_text())["selection_splits"]
+        for s in splits:
+            s["heads"] = [tuple(lh) for lh in s["heads"]]
+        return (head_scores.load_scores(done["dir"] / "scores.npz"), splits,
+                f"read from chapter 4's finished run ({done['dir'].name})")
     items, _ = conflict_items(ch04, bundle)
-    return (head_scores.score_directions(bundle, items, ch04.batch_size, ch04.exhaustive, ch04.top_fraction),
-            "computed here (chapter 4 has no finished run with these parameters)")
+    by_dir, _ = head_scores.score_directions(bundle, items, ch04.batch_size, ch04.exhaustive, ch04.top_fraction)
+    splits = head_scores.split_selection(bundle, items, by_dir, head_scores.reference_score(ch04), ch04.top_fraction,
+                                         ch04.batch_size)
+    return by_dir, splits, "computed here (chapter 4 has no finished run with these parameters)"

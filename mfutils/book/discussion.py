@@ -95,6 +95,21 @@ def early_heads(heads: list, n_layers: int) -> list[str]:
             f"(relative depth ≤ {max(depths):.2f}), not in the deep layers where the paper places arbitration."]
 
 
+def split_sentence(stability: pd.DataFrame) -> str:
+    """One sentence on the selection splits (:func:`mfutils.findings.causal.split_blocking`'s
+    table): how many heads each chose, their overlap with the pre-registered set, and how many
+    splits reach each 05-block verdict."""
+    if stability.empty:
+        return ""
+    sizes = ", ".join(f"{int(r.heads)}" for r in stability.itertuples())
+    counts = stability["verdict"].value_counts()
+    verdicts = "; ".join(f"*{v}* on {n} of {len(stability)}" for v, n in counts.items())
+    return (f"The {len(stability)} disjoint splits chose {sizes} heads, with Jaccard overlap "
+            f"{stability['jaccard with pre-registered'].min():.2f}–{stability['jaccard with pre-registered'].max():.2f} "
+            f"with the pre-registered set and {stability['mean jaccard with other splits'].mean():.2f} on average "
+            f"between splits. Rule 05-block on their sets: {verdicts}.")
+
+
 def non_monotonic(summary: pd.DataFrame, measure_prefix: str = "MF") -> list[str]:
     """Blocking curves (top heads) that fall and then rise again by at least the rules' tolerance."""
     out = []

@@ -104,11 +104,19 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         exhaustive = 1 + total_heads * mean_layer_share(n_layers)
         scoring = 2 * (one + (exhaustive if params["exhaustive"] else 0))
         if chapter == "04_sparse_heads":
-            return scoring + controls
+            # the selection splits (head_scores.split_selection): each sample lies in one split,
+            # scored there once more by the fast scorer (its shortlist counted whole, though most
+            # of it is measured already); an exhaustive run reuses its measurements
+            splits = 0 if params["exhaustive"] else 2 * fast_passes(total_heads, params["top_fraction"], n_layers)
+            return scoring + splits + controls
         from mfutils.findings.causal import ALPHAS, FRACTIONS
 
         fractions, n_random, alphas = len(FRACTIONS), params["n_random"], len(ALPHAS)
         blocking = (1 + fractions * (1 + n_random)) * 2  # conflicts and their controls
+        from mfutils.findings.rules import STABILITY_SPLITS
+
+        # each selection split's set: baseline and set on conflicts and controls, its random sets on conflicts
+        blocking += STABILITY_SPLITS * (4 + n_random)
         # amplification runs over the failure pool (filtered whole, the conflicts again); alpha = 1
         # is the clean pass. Its heads come from chapter 4's scores, read from chapter 4's
         # finished run (the runner executes chapter 4 first; mfutils.book.crossrefs.chapter4_scores)

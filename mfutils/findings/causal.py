@@ -37,7 +37,8 @@ class CausalSpec(RunSpec):
     OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
         "amplification.csv", "amplification.parquet", "amplification.png", "amplification_items.csv",
         "amplification_items.parquet", "blocking.csv", "blocking.parquet", "blocking.png", "blocking_draws.csv",
-        "blocking_draws.parquet", "failure_pool.csv", "failure_pool.parquet", "results.json",
+        "blocking_draws.parquet", "failure_pool.csv", "failure_pool.parquet", "results.json", "stability.csv",
+        "stability.parquet", "stability_draws.csv", "stability_draws.parquet",
     )
     n_samples: int = 32
     #: random same-layer head sets at the verdict's fraction (rule of 2026-12-06: a percentile
@@ -157,6 +158,58 @@ def amplification(bundle, items, heads, batch_size: int, alphas=ALPHAS, n_boot: 
     return pd.DataFrame(rows), per_item
 
 
+def block_verdict(summary: pd.DataFrame, curve: pd.DataFrame, fraction: float = 0.05) -> dict:
+    """Rule 05-block's row (see :func:`verdicts`): per direction the blocked ratio's Wilson
+    interval against the band of at least :data:`mfutils.findings.rules.MIN_RANDOM_DRAWS`
+    random same-layer sets, combined over directions."""
+    r = rules.rule("05-block")
+    if summary.empty:
+        return rules.verdict_row(r, f"no arbitration head at {fraction:.0%}", "not measurable")
+    s = summary[np.isclose(summary["fraction"], fraction)]
+    at = curve[np.isclose(curve["fraction"], fraction)]
+    mf = s[s["measure"].str.startswith("MF")]
+    if mf.empty:
+        return rules.verdict_row(r, f"no arbitration head at {fraction:.0%}", "not measurable")
+    per, notes = {}, []
+    for m in mf.itertuples():
+        draws = at[(at["heads"] == "random") & (at["measure"] == m.measure)]["value"].to_numpy()
+        top = at[(at["heads"] == "top") & (at["measure"] == m.measure)].iloc[0]
+        if len(draws) < rules.MIN_RANDOM_DRAWS:
+            per[m.measure], note = "not measurable", f"{len(draws)} random sets (at least {rules.MIN_RANDOM_DRAWS} needed)"
+        else:
+            per[m.measure], note = rules.blocking_direction(r, m.baseline, int(top["followed"]), int(top["n"]), draws)
+        notes.append(f"{m.measure}: {m.baseline:.2f} → {note}")
+    verdict, none = rules.combine_directions(per)
+    return rules.verdict_row(r, "; ".join(notes) + f"; k = {int(mf['k'].iloc[0])}" + (f"; {none}" if none else ""), verdict)
+
+
+def split_blocking(bundle, items, controls, splits: list[dict], preregistered: list[tuple[int, int]], batch_size: int,
+                   n_random: int, seed: int, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rule of 2026-12-06 (stability): each selection split's head set (chapter 04's
+    :func:`mfutils.findings.head_scores.split_selection`) blocked on the evaluation conflicts
+    against its own ``n_random`` random same-layer sets, and judged by rule 05-block.
+
+    Returns ``(table, draws)``: per split its size, Jaccard overlaps
+    (:func:`mfutils.findings.rules.stability_table`) and 05-block verdict and note; and every
+    split's :func:`blocking_curve` rows with a ``split`` column."""
+    table = rules.stability_table(preregistered, [s["heads"] for s in splits])
+    verdicts_, notes, draws = [], [], []
+    for s in splits:
+        if not s["heads"]:
+            verdicts_.append("not measurable")
+            notes.append("no arbitration head chosen on this split")
+            continue
+        # each split draws its random sets from its own stream, fixed before the run
+        curve = blocking_curve(bundle, items, controls, {fraction: s["heads"]}, batch_size, n_random,
+                               seed + 100 * s["split"], fraction, 0)
+        row = block_verdict(summarize_blocking(curve), curve, fraction)
+        verdicts_.append(row["verdict"])
+        notes.append(row["ours"])
+        draws.append(curve.assign(split=s["split"]))
+    table = table.assign(verdict=verdicts_, note=notes)
+    return table, (pd.concat(draws, ignore_index=True) if draws else pd.DataFrame())
+
+
 def verdicts(summary: pd.DataFrame, curve: pd.DataFrame, per_item: pd.DataFrame, fraction: float = 0.05) -> pd.DataFrame:
     """Rules 05-block, 05-general and 05-amplify of :data:`mfutils.findings.rules.RULES`, under
     the rules of 2026-12-06: the blocked ratio's Wilson interval below the band of at least
@@ -169,25 +222,7 @@ def verdicts(summary: pd.DataFrame, curve: pd.DataFrame, per_item: pd.DataFrame,
     ``summary``: :func:`summarize_blocking`; ``curve``: :func:`blocking_curve`; ``per_item``:
     :func:`amplification`'s second table."""
     s = summary[np.isclose(summary["fraction"], fraction)]
-    at = curve[np.isclose(curve["fraction"], fraction)]
-    rows = []
-    r = rules.rule("05-block")
-    mf = s[s["measure"].str.startswith("MF")]
-    if mf.empty:
-        rows.append(rules.verdict_row(r, f"no arbitration head at {fraction:.0%}", "not measurable"))
-    else:
-        per, notes = {}, []
-        for m in mf.itertuples():
-            draws = at[(at["heads"] == "random") & (at["measure"] == m.measure)]["value"].to_numpy()
-            top = at[(at["heads"] == "top") & (at["measure"] == m.measure)].iloc[0]
-            if len(draws) < rules.MIN_RANDOM_DRAWS:
-                per[m.measure], note = "not measurable", f"{len(draws)} random sets (at least {rules.MIN_RANDOM_DRAWS} needed)"
-            else:
-                per[m.measure], note = rules.blocking_direction(r, m.baseline, int(top["followed"]), int(top["n"]), draws)
-            notes.append(f"{m.measure}: {m.baseline:.2f} → {note}")
-        verdict, none = rules.combine_directions(per)
-        rows.append(rules.verdict_row(r, "; ".join(notes) + f"; k = {int(mf['k'].iloc[0])}" + (f"; {none}" if none else ""),
-                                      verdict))
+    rows = [block_verdict(summary, curve, fraction)]
     r = rules.rule("05-general")
     ctrl = s[~s["measure"].str.startswith("MF")]
     if ctrl.empty:

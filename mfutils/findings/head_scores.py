@@ -341,15 +341,20 @@ def complete_measurements(bundle, sets: dict[str, dict], by_dir: dict[str, dict]
             return done
         for (t, part), heads in need.items():
             answers_of = sets[t].get("answers_of") if part == "control" else None
-            new = measure_heads(bundle, sets[t][part], heads, batch_size, answers_of)
-            d = by_dir[t][part]
-            samples = d["exact_samples"].clone()
-            for lh in heads:
-                samples[:, lh[0], lh[1]] = new[:, lh[0], lh[1]]
-                d["fast"][lh] = float(new[:, lh[0], lh[1]].mean())
-            _set_exact(d, samples)
+            _merge_measured(by_dir[t][part], measure_heads(bundle, sets[t][part], heads, batch_size, answers_of), heads)
             done += len(heads)
     raise RuntimeError(f"head measurements did not settle in {MAX_MEASURE_ROUNDS} rounds")
+
+
+def _merge_measured(d: dict, new: torch.Tensor, heads: list[tuple[int, int]]) -> None:
+    """Put :func:`measure_heads`'s values of ``heads`` into the scores ``d``: per sample, their
+    mean and standard error, and ``d["fast"]`` (an estimate the measurement replaces)."""
+    samples = d["exact_samples"].clone()
+    for lh in heads:
+        samples[:, lh[0], lh[1]] = new[:, lh[0], lh[1]]
+        if "fast" in d:
+            d["fast"][lh] = float(new[:, lh[0], lh[1]].mean())
+    _set_exact(d, samples)
 
 
 def passes_table(passes: dict[str, float]) -> pd.DataFrame:
@@ -408,20 +413,89 @@ def matched_controls(conflicts) -> list:
     return [c for it in conflicts for c in derive_controls(it) if c.kind == f"{it.target}_only"]
 
 
-def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction: float) -> dict[str, dict]:
-    """:func:`score_all` per direction, on the conflicts and on their matched controls, then
-    :func:`complete_measurements` (the count of heads it measured is ``["image"]["follow"]["completed"]``).
-
-    Returns ``{target: {"follow": scores, "control": scores}}``."""
-    out, sets = {}, {}
+def selection_sets(bundle, items) -> dict[str, dict]:
+    """Per direction the items heads are chosen on: ``{"follow": conflicts, "control": their
+    matched controls (the i-th control is the i-th conflict's), "answers_of": the controls'
+    answer pairs}``."""
+    sets = {}
     for t in ("image", "text"):
         conflicts = [it for it in items if it.target == t]
         controls = matched_controls(conflicts)
+        if len(controls) != len(conflicts):
+            raise ValueError(f"{len(conflicts)} {t} conflicts but {len(controls)} matched controls")
         sets[t] = {"follow": conflicts, "control": controls, "answers_of": control_answers(bundle.tokenizer, conflicts)}
-        out[t] = {"follow": score_all(bundle, conflicts, batch_size, exhaustive, fraction),
-                  "control": score_all(bundle, controls, batch_size, exhaustive, fraction, answers_of=sets[t]["answers_of"])}
-    out["image"]["follow"]["completed"] = complete_measurements(bundle, sets, out, "ablation" if exhaustive else "fast",
-                                                                fraction, batch_size)
+    return sets
+
+
+def score_directions(bundle, items, batch_size: int, exhaustive: bool, fraction: float) -> tuple[dict[str, dict], int]:
+    """:func:`score_all` per direction, on the conflicts and on their matched controls, then
+    :func:`complete_measurements`.
+
+    Returns ``({target: {"follow": scores, "control": scores}}, heads measured by the completion)``."""
+    out, sets = {}, selection_sets(bundle, items)
+    for t, s in sets.items():
+        out[t] = {"follow": score_all(bundle, s["follow"], batch_size, exhaustive, fraction),
+                  "control": score_all(bundle, s["control"], batch_size, exhaustive, fraction, answers_of=s["answers_of"])}
+    completed = complete_measurements(bundle, sets, out, "ablation" if exhaustive else "fast", fraction, batch_size)
+    return out, completed
+
+
+def ig_over(bundle, items, batch_size: int, answers_of=None) -> np.ndarray:
+    """``(L, H)`` the fast scorer's integrated gradients (:func:`ig_scores`) over ``items``
+    (batch means weighted by batch size), without its shortlist."""
+    ad = bundle.adapter
+    answers_of = answers_of or (lambda it: answer_tokens(bundle.tokenizer, it))
+    acc, n = torch.zeros(ad.n_layers, ad.n_heads), 0
+    for chunk in batches(items, batch_size):
+        batch = encode(bundle, chunk).to(bundle.device, bundle.dtype)
+        acc += ig_scores(ad, model_metric(bundle, batch, [answers_of(it) for it in chunk]), IG_STEPS) * len(chunk)
+        n += len(chunk)
+    return (acc / n).numpy()
+
+
+def split_selection(bundle, items, by_dir: dict[str, dict], score: str, fraction: float,
+                    batch_size: int) -> list[dict]:
+    """Rule of 2026-12-06 (:func:`mfutils.findings.rules.selection_splits`): the head selection
+    repeated on disjoint parts of the selection conflicts. Each part reads only its own samples:
+    every exact measurement ``by_dir`` already holds, restricted to the part's samples; the fast
+    scorer's integrated gradients on the part, its shortlist measured there; then
+    :func:`complete_measurements` on the part. ``by_dir`` is not changed.
+
+    Returns per part ``{"split": j, "samples": {target: n}, "measured": heads measured for it,
+    "heads": its arbitration heads at ``fraction``}``; none (an empty list) when a direction has
+    fewer than 3 conflicts per part."""
+    from mfutils.findings import rules
+
+    sets = selection_sets(bundle, items)
+    if min(len(s["follow"]) for s in sets.values()) < 3 * rules.STABILITY_SPLITS:
+        return []
+    parts = {t: rules.selection_splits(len(s["follow"])) for t, s in sets.items()}
+    out = []
+    for j in range(rules.STABILITY_SPLITS):
+        sub_sets, sub, work = {}, {}, 0
+        for t, s in sets.items():
+            idx = parts[t][j]
+            sub_sets[t] = {"follow": [s["follow"][i] for i in idx], "control": [s["control"][i] for i in idx],
+                           "answers_of": s["answers_of"]}
+            sub[t] = {}
+            for part in ("follow", "control"):
+                d: dict = {}
+                _set_exact(d, by_dir[t][part]["exact_samples"][torch.as_tensor(idx)].clone())
+                if score == "ablation":  # exhaustive: every head is measured on every sample
+                    d[score] = d["ablation"]
+                else:
+                    answers_of = sub_sets[t]["answers_of"] if part == "control" else None
+                    ig = ig_over(bundle, sub_sets[t][part], batch_size, answers_of)
+                    k = min(ig.size, SHORTLIST_FACTOR * n_top(ig.size, fraction))
+                    todo = [lh for lh in top_heads(np.abs(ig), k / ig.size)[:k] if not measured(d)[lh]]
+                    if todo:
+                        _merge_measured(d, measure_heads(bundle, sub_sets[t][part], todo, batch_size, answers_of), todo)
+                        work += len(todo)
+                    d["fast"] = np.where(measured(d), d["ablation"], ig)
+                sub[t][part] = d
+        work += complete_measurements(bundle, sub_sets, sub, score, fraction, batch_size)
+        out.append({"split": j + 1, "samples": {t: len(sub_sets[t]["follow"]) for t in sets}, "measured": work,
+                    "heads": arbitration_heads(sub, score, fraction)})
     return out
 
 

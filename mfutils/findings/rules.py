@@ -157,7 +157,7 @@ RULES: tuple[Rule, ...] = (
     Rule("04-specific", "04_sparse_heads", "The top heads are specific to arbitration",
          "general abilities kept when blocked",
          "share of the top 5% heads (per direction) whose ablation lowers following more than it lowers the matched "
-         "single-modality control, by more than twice the noise", ALL, "above", 0.5,
+         "single-modality control, by more than twice the noise, both measured exactly", ALL, "above", 0.5,
          "image-only / text-only controls with the same answer pair"),
     Rule("04-depth", "04_sparse_heads", "Arbitration heads sit in the middle-to-deep layers", "middle to deep layers",
          "median relative depth of the arbitration heads (the chapter-05 set)", (0.4, 1.0), "inside", 0.0),
@@ -326,7 +326,7 @@ def combine_directions(verdicts: dict[str, str]) -> tuple[str, str]:
     """One verdict for a claim covering several directions: *not measurable* if any direction
     is; else *reproduced* only if every direction is, *partly* only if every direction is at
     least *partly*, else *not reproduced*. Returns the
-    verdict and a note naming each direction that shows no effect (empty when none)."""
+    verdict and a note naming each direction that is not at least *partly* (empty when none)."""
     if not verdicts:
         raise ValueError("a claim needs at least one direction")
     # (wired 2026-12-06, before the run it judged) a direction that cannot be measured makes the
@@ -342,7 +342,9 @@ def combine_directions(verdicts: dict[str, str]) -> tuple[str, str]:
     else:
         verdict = "not reproduced"
     none = [d for d, v in verdicts.items() if v not in ("reproduced", "partly")]
-    return verdict, ("no effect in " + ", ".join(none)) if none else ""
+    # (2026-12-06, wording only) "not reproduced in X", not "no effect in X": a direction fails
+    # its rule also when it has an effect too small, or one its control matches
+    return verdict, ("not reproduced in " + ", ".join(none)) if none else ""
 
 
 def measured_arbitration_heads(follow: np.ndarray, follow_se: np.ndarray, control: np.ndarray,
@@ -454,3 +456,35 @@ def bound_note(before: float, after: float, ceiling: float = 1.0, floor: float =
         return AT_FLOOR
     return ""
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Stability of the chosen head set (issue 40), written 2026-12-06 before any run it judges.
+# The pre-registered selection is chapter 4's conflicts, all of them: the book's verdicts are
+# its. Beside it, the same selection is repeated on STABILITY_SPLITS disjoint parts of those
+# conflicts (:func:`selection_splits`, each with its matched controls), each part scored as the
+# whole set is (fast scorer on the part's own samples, its shortlist and every head a verdict
+# reads measured exactly on the part), and each part's head set judged by rule 05-block on
+# chapter 5's evaluation conflicts with its own >= MIN_RANDOM_DRAWS random same-layer sets.
+# Reported: each set's size, its Jaccard overlap with the pre-registered set and with the other
+# parts, and its 05-block verdict. No part's verdict replaces the pre-registered one.
+# ---------------------------------------------------------------------------------------------
+
+
+def selection_splits(n: int, k: int = STABILITY_SPLITS) -> list[np.ndarray]:
+    """``k`` disjoint, contiguous index ranges covering ``range(n)`` (sizes differ by at most
+    one); refuses a part with fewer than 3 samples (no standard error worth the name)."""
+    if n < 3 * k:
+        raise ValueError(f"{n} samples cannot make {k} selection splits of at least 3")
+    return np.array_split(np.arange(n), k)
+
+
+def stability_table(preregistered, split_sets: list) -> pd.DataFrame:
+    """One row per selection split: its head count, Jaccard with the pre-registered set and the
+    mean Jaccard with the other splits. ``split_sets``: head lists, one per split."""
+    rows = []
+    for j, heads in enumerate(split_sets):
+        others = [jaccard(heads, o) for i, o in enumerate(split_sets) if i != j]
+        rows.append({"split": j + 1, "heads": len(heads), "jaccard with pre-registered": jaccard(heads, preregistered),
+                     "mean jaccard with other splits": float(np.mean(others)) if others else float("nan")})
+    return pd.DataFrame(rows)
