@@ -48,3 +48,18 @@ def test_the_section_says_each_verdict_group_and_what_would_decide():
     assert "**Agrees with the paper.**\n\n- A holds (ours: 1.0)" in text and "**Does not agree.**\n\n- B holds" in text
     assert "None of the anomaly rules" in text and "What would decide it on a real model" in text
     assert "Anomalies" not in discussion.what_this_run_shows("00_behaviour", v, None, "organism")
+
+
+def test_our_own_hypothesis_is_kept_apart_from_the_papers_claims():
+    import pandas as pd
+
+    from mfutils.book.chapters import plain_summary
+    from mfutils.book.discussion import verdict_paragraphs
+
+    v = pd.DataFrame([{"claim": "A paper claim", "ours": "x", "rule": "01-vl", "verdict": "not reproduced"},
+                      {"claim": "Query, then fetch", "ours": "y", "rule": "01-qf", "verdict": "met"}])
+    summary = plain_summary(v)
+    assert "shows 0 of the 1 claims" in summary and "Our own hypothesis (01-qf)" in summary
+    paragraphs = verdict_paragraphs(v)
+    assert not any("Agrees with the paper" in p for p in paragraphs)
+    assert paragraphs[-1].startswith("**Our own hypothesis, beyond the paper.**") and "*met*" in paragraphs[-1]

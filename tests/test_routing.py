@@ -81,3 +81,73 @@ def test_the_position_controls_take_the_first_conflicts_of_each_direction():
     assert first_per_direction(items, 50) == items
     with pytest.raises(ParameterError, match="layout_samples"):
         RoutingSpec(chapter="01_shallow_routing", layout_samples=1)
+
+
+def _layout_table(paper_instr, paper_constr, moved_instr, moved_constr):
+    rows = []
+    for layout, (i, c) in (("paper", (paper_instr, paper_constr)), ("instruction_after_constraint", (moved_instr, moved_constr))):
+        rows += [{"layout": layout, "edge": "TextCtx -/-> Instruction", "target": "text", "layer": 24, "depth": 0.8, "log_odds": i},
+                 {"layout": layout, "edge": "TextCtx -/-> Constraint", "target": "text", "layer": 24, "depth": 0.8, "log_odds": c}]
+    return pd.DataFrame(rows)
+
+
+def test_position_sentences_say_whether_a_flow_follows_the_role_or_the_position():
+    from mfutils.findings.routing import position_sentences
+
+    # the strongest flow went into the constraint, and into the instruction once it took the constraint's place
+    moved = position_sentences(_layout_table(-0.09, -1.19, -0.49, -0.19))
+    assert len(moved) == 1 and "follows the position, not the role" in moved[0] and "-1.19" in moved[0]
+    stays = position_sentences(_layout_table(-1.0, -0.1, -0.9, -0.1))
+    assert "stays into the instruction" in stays[0]
+    small = position_sentences(_layout_table(-0.1, -0.1, -0.1, -0.2))
+    assert "cannot tell" in small[0]
+
+
+def test_the_route_map_puts_edges_into_the_last_position_first_and_marks_the_papers_peaks():
+    from mfutils.findings.reference import paper_curves
+    from mfutils.findings.routing import paper_route_marks, route_map
+
+    curve = pd.DataFrame([{"target": t, "edge": e, "layer": l, "depth": (l + 0.5) / 4, "n": 8, "log_odds": -1.0,
+                           "log_odds_ci_low": -1.5, "log_odds_ci_high": -0.5}
+                          for t in ("image", "text") for e in ("Vision -/-> Text", "Template -/-> Last") for l in range(4)])
+    m = route_map(curve)
+    assert m["edge"].iloc[0] == "Template -/-> Last" and len(m) == len(curve)
+    marks = paper_route_marks(paper_curves(model="Qwen2.5-VL-7B"))
+    vt = marks[(marks["edge"] == "Vision -/-> Text") & (marks["target"] == "image")].iloc[0]
+    assert vt["value"] == pytest.approx(-1.36, abs=0.05) and 0.4 < vt["depth"] < 0.6
+    assert "Vision -/-> TextCtx" in set(marks["edge"])  # the paper's "Text Context" in our edge names
+
+
+def test_patching_across_instructions_on_the_tiny_model(tiny_bundle):
+    from mfutils.book.discussion import how_it_arbitrates
+    from mfutils.engine.interventions import active_hook_count
+    from mfutils.findings import patching
+    from mfutils.findings.routing import LAST_EDGES, curves, route_map
+
+    items = synthetic.paper_conflicts(3, seed=2)
+    rows, left_out = patching.patch_sweep(tiny_bundle, items, 8)
+    L = tiny_bundle.adapter.n_layers
+    assert left_out == 0 and len(rows) == len(items) * len(patching.SITES) * L
+    pc = patching.patch_curves(rows, L, n_boot=50)
+    assert pc["flipped"].between(0, 1).all() and set(pc["site"]) == set(patching.SITES)
+    # at layer 0 the last position holds only its own token, the same under both instructions: no flip
+    first = pc[(pc["site"] == "last") & (pc["layer"] == 0)]
+    assert (first["flipped"] == 0).all() and np.allclose(first["log_odds"], 0, atol=1e-4)
+    sweep = knockout_sweep(tiny_bundle, items, LAST_EDGES, 1, 8)
+    curve = curves(sweep, L, n_boot=50)
+    from mfutils.findings.routing import last_edge_rows
+
+    described = last_edge_rows(sweep, curve, L, n_boot=50)
+    assert len(described) == 2 * len(LAST_EDGES) and "Template→Last" in set(described["edge"])
+    row = patching.verdict(pc, curve, L)
+    assert row["rule"] == "01-qf" and row["verdict"] in ("met", "partly", "not met")
+    text = how_it_arbitrates("tiny organism", route_map(curve), pc, L)
+    assert text.startswith("**How the tiny organism arbitrates.**") and "Where the cue is fetched" in text
+    assert active_hook_count() == 0
+
+
+def test_a_flow_that_vanishes_when_moved_is_named_so():
+    from mfutils.findings.routing import position_sentences
+
+    gone = position_sentences(_layout_table(-0.1, -0.6, -0.1, -0.2))
+    assert "no flow reaches the effect threshold" in gone[0] and "the none" not in gone[0]

@@ -99,3 +99,21 @@ def test_wilson_bounds_are_exact_at_zero_and_n():
 def test_a_direction_that_cannot_be_measured_makes_the_claim_not_measurable():
     assert rules.combine_directions({"image": "reproduced", "text": "not measurable"}) == ("not measurable",
                                                                                            "not measurable in text")
+
+
+def test_query_then_fetch_needs_the_instruction_read_before_the_fetch():
+    # the instruction tokens decide up to layer 9, the last position carries it from 8, the fetch is at 12
+    early = {l: (0.9 if l < 10 else 0.0) for l in range(20)}
+    carried = {l: (0.8 if l >= 8 else 0.0) for l in range(20)}
+    assert rules.query_then_fetch(early, carried, (12, -3.0), 20)[0] == "met"
+    # the instruction tokens still decide after the fetch: partly
+    late = {l: (0.9 if l < 15 else 0.0) for l in range(20)}
+    assert rules.query_then_fetch(late, carried, (12, -3.0), 20)[0] == "partly"
+    # the last position never carries it, or only after the fetch: not met
+    assert rules.query_then_fetch(early, {l: 0.1 for l in range(20)}, (12, -3.0), 20)[0] == "not met"
+    assert rules.query_then_fetch(early, {l: (0.8 if l >= 14 else 0.0) for l in range(20)}, (12, -3.0), 20)[0] == "not met"
+    # no fetch above the effect threshold: nothing is fetched
+    verdict, note = rules.query_then_fetch(early, carried, (12, -0.1), 20)
+    assert verdict == "not met" and "no fetch" in note
+    assert rules.combine_met({"image": "met", "text": "partly"}) == ("partly", "")
+    assert rules.combine_met({"image": "met", "text": "not met"}) == ("not met", "not met in text")

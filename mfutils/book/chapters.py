@@ -278,6 +278,8 @@ def commands_markdown(overrides: dict) -> str:
 
 def plain_summary(verdict: pd.DataFrame) -> str:
     """A sentence or two, in Markdown, saying what the verdict table says (generated, never typed)."""
+    own = verdict[verdict["rule"].isin(rules.OWN_HYPOTHESES)] if "rule" in verdict.columns else verdict.iloc[0:0]
+    verdict = verdict.drop(index=own.index)
     n = len(verdict)
     groups = {v: verdict[verdict["verdict"] == v]["claim"].tolist() for v in verdict["verdict"].unique()}
     good = sum(len(groups.get(v, [])) for v in rules.AGREES)
@@ -285,4 +287,5 @@ def plain_summary(verdict: pd.DataFrame) -> str:
     for label in rules.PARTLY + rules.DISAGREES + rules.UNMEASURED:
         if groups.get(label):
             parts.append(f"*{label.capitalize()}:* " + "; ".join(c.rstrip(".") for c in groups[label]) + ".")
+    parts += [f"*Our own hypothesis ({r.rule}), apart from the paper's claims: {r.verdict}.*" for r in own.itertuples()]
     return " ".join(parts)

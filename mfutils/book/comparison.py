@@ -136,3 +136,26 @@ def pretraining_table(**overrides) -> pd.DataFrame:
     cols = {book: measurements(lambda ch: overrides),
             MODEL_LABELS.get(compared, compared): measurements(lambda ch: {**overrides, **comparison_overrides(ch)})}
     return pd.DataFrame(cols).rename_axis("measurement").reset_index()
+
+
+def arbitration_maps(**overrides) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Chapter 1's route map of each model (the book's, then the comparison's; a model without a
+    finished chapter-1 run is left out) and its "how this model arbitrates" paragraph
+    (:func:`mfutils.book.discussion.how_it_arbitrates`), for the front page."""
+    from mfutils.book.discussion import how_it_arbitrates
+    from mfutils.book.plotting import model_name
+    from mfutils.findings.reference import paper_curves
+    from mfutils.findings.routing import paper_route_marks
+
+    marks = paper_route_marks(paper_curves(model="Qwen2.5-VL-7B"))
+    maps, paragraphs = {}, []
+    for params in (dict(overrides), {**overrides, **comparison_overrides("01_shallow_routing")}):
+        run = _run("01_shallow_routing", params)
+        if run is None or not (run["dir"] / "route_map.csv").exists():
+            continue
+        model = params.get("model_id") or notebook_defaults("01_shallow_routing")["model_id"]
+        route = pd.read_csv(run["dir"] / "route_map.csv")
+        patching = pd.read_csv(run["dir"] / "patching.csv") if (run["dir"] / "patching.csv").exists() else None
+        maps[model_name(model)] = route
+        paragraphs.append(how_it_arbitrates(model_name(model), route, patching, n_layers(model), marks))
+    return maps, paragraphs

@@ -20,6 +20,32 @@ from mfutils.findings.evaluation import conflict_items
 from mfutils.runs.results import IncompleteResultsError, load_run
 
 
+def _chapter1_run(spec) -> dict:
+    """Chapter 1's finished run for the same model, data, seed, device and dtype (its other
+    parameters: the notebook's defaults, or the comparison run's for the comparison model)."""
+    shared = {k: getattr(spec, k) for k in ("model_id", "data", "coco_dir", "seed", "device", "dtype", "output_dir")}
+    compared = comparison_overrides("01_shallow_routing")
+    if spec.model_id == compared.get("model_id"):
+        shared = {**compared, **shared}
+    return load_run(chapter_spec("01_shallow_routing", **shared))
+
+
+def chapter1_arbitration(spec, model: str, n_layers: int) -> str:
+    """"How this model arbitrates" (:func:`mfutils.book.discussion.how_it_arbitrates`) from
+    chapter 1's finished run for the same model and data: its route map and patching curves.
+
+    Raises :class:`mfutils.runs.results.IncompleteResultsError` when chapter 1 has no finished
+    run for these parameters."""
+    from mfutils.book.discussion import how_it_arbitrates
+    from mfutils.findings.reference import paper_curves
+    from mfutils.findings.routing import paper_route_marks
+
+    d = _chapter1_run(spec)["dir"]
+    patching = pd.read_csv(d / "patching.csv") if (d / "patching.csv").exists() else None
+    return how_it_arbitrates(model, pd.read_csv(d / "route_map.csv"), patching, n_layers,
+                             paper_route_marks(paper_curves(model="Qwen2.5-VL-7B")))
+
+
 def routing_effects_end(spec: ArbitrationSpec) -> pd.DataFrame:
     """From chapter 1's finished run for the same model, data, seed, device and dtype: the last
     layer at which each route's knockout lowers the log-odds by at least the effect threshold.
@@ -28,11 +54,7 @@ def routing_effects_end(spec: ArbitrationSpec) -> pd.DataFrame:
 
     Raises :class:`mfutils.runs.results.IncompleteResultsError` when chapter 1 has no finished run
     for these parameters."""
-    shared = {k: getattr(spec, k) for k in ("model_id", "data", "coco_dir", "seed", "device", "dtype", "output_dir")}
-    compared = comparison_overrides("01_shallow_routing")
-    if spec.model_id == compared.get("model_id"):
-        shared = {**compared, **shared}
-    ch01 = pd.read_parquet(load_run(chapter_spec("01_shallow_routing", **shared))["dir"] / "curves.parquet")
+    ch01 = pd.read_parquet(_chapter1_run(spec)["dir"] / "curves.parquet")
     cut = -rules.EFFECT_THRESHOLD
     routes = ch01[ch01["edge"].isin(ROUTE_EDGES) & (ch01["log_odds"] <= cut)]
     return (routes.groupby(["edge", "target"])["layer"].max().rename(f"last layer with Δ log-odds ≤ {cut}")

@@ -24,9 +24,19 @@ import pandas as pd
 
 from mfutils.findings import rules
 
+#: a paper curve whose largest |I_NSSD| stays under this is drawn and described as flat (≈ 0)
+PAPER_FLAT = 0.05
+
+
 def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
-    """What agrees with the paper, what partly does, what does not, and what could not be measured."""
+    """What agrees with the paper, what partly does, what does not, and what could not be
+    measured; then our own hypotheses (:data:`mfutils.findings.rules.OWN_HYPOTHESES`), apart."""
     out = []
+    if "rule" in verdict.columns:
+        own = verdict[verdict["rule"].isin(rules.OWN_HYPOTHESES)]
+        verdict = verdict[~verdict["rule"].isin(rules.OWN_HYPOTHESES)]
+    else:
+        own = verdict.iloc[0:0]
     for labels, lead in ((rules.AGREES, "**Agrees with the paper.**"),
                          (rules.PARTLY, "**Agrees in direction, not in size or contrast.**"),
                          (rules.DISAGREES, "**Does not agree.**"), (rules.UNMEASURED, "**Could not be measured.**")):
@@ -34,6 +44,9 @@ def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
         if len(rows):
             items = "\n".join(f"- {r['claim'].rstrip('.')} (ours: {r['ours']})" for _, r in rows.iterrows())
             out.append(f"{lead}\n\n{items}")
+    if len(own):
+        items = "\n".join(f"- {r['claim'].rstrip('.')}: *{r['verdict']}* (ours: {r['ours']})" for _, r in own.iterrows())
+        out.append(f"**Our own hypothesis, beyond the paper.**\n\n{items}")
     return out
 
 
@@ -108,6 +121,64 @@ def split_sentence(stability: pd.DataFrame) -> str:
             f"{stability['jaccard with pre-registered'].min():.2f}–{stability['jaccard with pre-registered'].max():.2f} "
             f"with the pre-registered set and {stability['mean jaccard with other splits'].mean():.2f} on average "
             f"between splits. Rule 05-block on their sets: {verdicts}.")
+
+
+def how_it_arbitrates(model: str, route: pd.DataFrame, pcurve: pd.DataFrame | None, n_layers: int,
+                      marks: pd.DataFrame | None = None, top: int = 5) -> str:
+    """"How this model arbitrates" (issue 41), generated from chapter 1's numbers: where the
+    instruction is read (activation patching across instructions), where the instructed cue is
+    fetched (its strongest knockout into the last position), through which edges (the cuts that
+    move the log-odds most), next to the paper's picture (its strongest points on the same
+    edges, ``marks``). ``route``: :func:`mfutils.findings.routing.route_map`; ``pcurve``:
+    :func:`mfutils.findings.patching.patch_curves` (None: not run)."""
+    from mfutils.findings.patching import FETCH_EDGE
+
+    def at(layer: int) -> str:
+        return f"layer {layer} (depth {float(rules.depth(layer, n_layers)):.2f})"
+
+    def arrow(edge: str) -> str:
+        return edge.replace(" -/-> ", "→")
+
+    parts = []
+    if pcurve is not None and len(pcurve):
+        read = []
+        for target in ("image", "text"):
+            p = pcurve[pcurve["target"] == target]
+            ins = p[(p["site"] == "instruction") & (p["flipped"] >= rules.QF_FLIP)]["layer"]
+            last = p[(p["site"] == "last") & (p["flipped"] >= rules.QF_FLIP)]["layer"]
+            read.append(f"following the {target}, the instruction tokens decide the answer "
+                        + (f"up to {at(int(ins.max()))}" if len(ins) else "at no layer")
+                        + ", the last position " + (f"from {at(int(last.min()))}" if len(last) else "at no layer"))
+        parts.append("*Where the instruction is read* (a residual stream taken from the same item under the opposite "
+                     f"instruction flips at least {rules.QF_FLIP:.0%} of the answers): " + "; ".join(read) + ".")
+    fetch = []
+    for target, edge in FETCH_EDGE.items():
+        c = route[(route["edge"] == edge) & (route["target"] == target)]
+        if len(c):
+            row = c.loc[c["log_odds"].idxmin()]
+            fetch.append(f"cutting {arrow(edge)} hurts {target} following most at {at(int(row['layer']))}, "
+                         f"{row['log_odds']:+.2f} log-odds")
+    if fetch:
+        parts.append("*Where the cue is fetched*: " + "; ".join(fetch) + ".")
+    big = route[route["log_odds"] <= -rules.EFFECT_THRESHOLD]
+    if len(big):
+        peaks = big.loc[big.groupby(["edge", "target"])["log_odds"].idxmin()].sort_values("log_odds").head(top)
+        parts.append("*Through which edges* (the cuts that hurt following most, at their strongest layer): "
+                     + "; ".join(f"{arrow(r.edge)} ({r.target}) {r.log_odds:+.2f} at depth {r.depth:.2f}"
+                                 for r in peaks.itertuples()) + ".")
+    else:
+        parts.append(f"*Through which edges*: no cut moves the log-odds by {rules.EFFECT_THRESHOLD} or more.")
+    text = f"**How the {model} arbitrates.** " + " ".join(parts)
+    if marks is not None and len(marks):
+        strongest = marks.loc[marks.groupby("edge")["value"].apply(lambda v: v.abs().idxmax())].sort_values("depth")
+        flat = strongest["value"].abs() < PAPER_FLAT
+        text += (" *The paper's picture* (Qwen2.5-VL-7B, I_NSSD at its strongest layer): "
+                 + "; ".join(f"{arrow(r.edge)} {r.value:+.2f} at depth {r.depth:.2f}" for r in strongest[~flat].itertuples())
+                 + ("; " + ", ".join(arrow(e) for e in strongest[flat]["edge"]) + f" ≈ 0 at every depth (|I_NSSD| < {PAPER_FLAT:g})"
+                    if flat.any() else "")
+                 + ": cues reach the instruction tokens near the middle of the depth, and the last position barely "
+                   "reads the image directly.")
+    return text
 
 
 def non_monotonic(summary: pd.DataFrame, measure_prefix: str = "MF") -> list[str]:

@@ -56,7 +56,8 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
         # plus the unseen-phrasing table: 24 sentences x n/8 conflicts = 1.5 passes per sample
         return 1 + controls + 1.5
     if chapter == "01_shallow_routing":
-        from mfutils.findings.routing import CONTROL_EDGES, FIGURE2_EDGES, FIGURE3_EDGES, LAYOUT_FIGURES, POSITION_EDGES
+        from mfutils.findings.routing import (CONTROL_EDGES, FIGURE2_EDGES, FIGURE3_EDGES, LAST_EDGES, LAYOUT_FIGURES,
+                                              POSITION_EDGES, WIDE_EDGES)
 
         def sweep(edges) -> float:
             # the incremental engine: one clean pass, then each (edge, layer) knockout recomputes
@@ -66,7 +67,14 @@ def passes_per_sample(chapter: str, n_layers: int, total_heads: int, params: dic
             layers = n_layers * mean_layer_share(n_layers)  # a one-layer window at each layer
             return 1 + sum(SUFFIX_TOKENS[target] / seq_len * layers for _, target in edges)
 
-        p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES)))
+        p = sweep(list(dict.fromkeys(FIGURE2_EDGES + FIGURE3_EDGES + CONTROL_EDGES + LAST_EDGES)))
+        if params.get("wide_window"):
+            # the routes into the instruction again (a wider window starts a few layers lower: not counted)
+            p += sweep(WIDE_EDGES) - 1
+        if params.get("patching"):
+            # each conflict's donor run, then per layer its instruction tokens and its last position
+            # recomputed from there on, as a knockout into each group is
+            p += 1 + sweep([("text_context", "instruction"), ("vision", "last")]) - 1
         if params["layout_controls"]:
             # on the first layout_samples conflicts per direction only
             share = min(1.0, params["layout_samples"] / params["n_samples"])

@@ -272,3 +272,89 @@ def training_curve(curve: list[dict], title: str = ""):
     fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
+
+
+def route_map(maps: dict[str, pd.DataFrame], marks: pd.DataFrame | None = None, title: str = ""):
+    """The route map (issue 41): per model (columns) and direction (rows) a heat map of every
+    swept edge (rows, :func:`mfutils.findings.routing.route_map`'s order) against relative depth,
+    colour = mean Δ log-odds (symmetric-log scale, linear within the effect threshold, so that
+    effects of 0.3 and of 10 both show). ``marks``: the paper's strongest point per edge
+    (:func:`mfutils.findings.routing.paper_route_marks`), drawn as a black diamond with its
+    value (I_NSSD, the paper's unit)."""
+    import numpy as np
+    from matplotlib.colors import SymLogNorm
+
+    from mfutils.findings.rules import EFFECT_THRESHOLD
+
+    names = list(maps)
+    edges = list(dict.fromkeys(e for m in maps.values() for e in m["edge"]))
+    vmax = max(float(m["log_odds"].abs().max()) for m in maps.values()) or 1.0
+    norm = SymLogNorm(linthresh=EFFECT_THRESHOLD, vmin=-vmax, vmax=vmax, base=10)
+    fig, axes = plt.subplots(2, len(names), figsize=(WIDTH, 0.28 * len(edges) * 2 + 2.2), squeeze=False,
+                             sharey=True)
+    image = None
+    for j, name in enumerate(names):
+        m = maps[name]
+        n_layers = int(m["layer"].max()) + 1
+        for i, target in enumerate(["image", "text"]):
+            ax = axes[i, j]
+            grid = np.full((len(edges), n_layers), np.nan)
+            for r in m[m["target"] == target].itertuples():
+                grid[edges.index(r.edge), int(r.layer)] = r.log_odds
+            image = ax.imshow(grid, aspect="auto", cmap="RdBu", norm=norm, extent=(0, 1, len(edges), 0),
+                              interpolation="nearest")
+            if marks is not None and len(marks):
+                from mfutils.book.discussion import PAPER_FLAT
+
+                # a flat paper curve (≈ 0 everywhere) has no strongest point worth marking
+                for r in marks[(marks["target"] == target) & (marks["value"].abs() >= PAPER_FLAT)].itertuples():
+                    if r.edge in edges:
+                        y = edges.index(r.edge) + 0.5
+                        ax.plot(r.depth, y, marker="D", color="black", markersize=4)
+                        ax.annotate(f"{r.value:+.2f}", (r.depth, y), xytext=(4, 0), textcoords="offset points",
+                                    va="center", fontsize=MIN_FONT_PT)
+            ax.set_yticks(np.arange(len(edges)) + 0.5)
+            ax.set_yticklabels([e.replace(" -/-> ", "→") for e in edges])
+            ax.set_xlim(0, 1)
+            ax.grid(False)
+            ax.set_title(f"{name} · {direction_label(target)}", fontsize=MIN_FONT_PT + 1)
+            if i == 1:
+                ax.set_xlabel("relative depth")
+    cbar = fig.colorbar(image, ax=axes, shrink=0.8, pad=0.02)
+    cbar.set_label("mean Δ log-odds when the edge is cut\n(red: the cut hurts following)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def patching_curves(curves: pd.DataFrame, fetch: dict | None = None, title: str = ""):
+    """Activation patching across instructions (:func:`mfutils.findings.patching.patch_curves`):
+    per direction, the share of answers flipped by patching the instruction tokens and the last
+    position, with Wilson intervals, on relative depth; a dotted vertical line at the fetch
+    layer of each direction (rule 01-qf), a dashed horizontal one at the rule's flip share."""
+    from mfutils.findings.rules import QF_FLIP, depth
+
+    styles = {"instruction": {"linestyle": "-", "marker": "o"}, "last": {"linestyle": "--", "marker": "s"}}
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.4), sharey=True)
+    for ax, target in zip(axes, ["image", "text"]):
+        for site, g in curves[curves["target"] == target].groupby("site"):
+            g = g.sort_values("depth")
+            ax.plot(g["depth"], g["flipped"], color=PALETTE[target], markersize=3,
+                    label=f"patch the {'instruction tokens' if site == 'instruction' else 'last position'}", **styles[site])
+            ax.fill_between(g["depth"], g["flipped_ci_low"], g["flipped_ci_high"], color=PALETTE[target], alpha=0.12,
+                            linewidth=0)
+        if fetch and target in fetch:
+            n_layers = int(curves["layer"].max()) + 1
+            ax.axvline(float(depth(fetch[target][0], n_layers)), color="0.3", linestyle=":", linewidth=1.2,
+                       label="fetch (cue→Last strongest)")
+        ax.axhline(QF_FLIP, color="0.6", linestyle="--", linewidth=0.8)
+        ax.set_title(direction_label(target))
+        ax.set_xlabel("relative depth of the patched layer")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("share of answers flipped")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

@@ -22,8 +22,10 @@ import torch
 from mfutils.data.prompts import build_segments
 from mfutils.data.schema import Item
 
-#: Token groups every encoded sample carries (empty lists where a group is absent).
-GROUPS = ("vision", "text_context", "instruction", "neutral", "question", "constraint", "text", "last")
+#: Token groups every encoded sample carries (empty lists where a group is absent). ``template``:
+#: the chat template's own tokens (role markers, system text, the generation prompt), outside the
+#: user's text, without the image tokens and without the last position.
+GROUPS = ("vision", "text_context", "instruction", "neutral", "question", "constraint", "text", "template", "last")
 
 
 @dataclass
@@ -148,6 +150,9 @@ def encode_one(processor, image_token_id: int, item: Item, image_loader, layout:
     )
     wrappers = {i for i, t in enumerate(ids) if t in wrapper_ids}
     spans["text"] = [i for i in range(start, last) if i not in set(vision) and i not in wrappers]
+    user = (shift, shift + len(seg.user_text))
+    spans["template"] = sorted(to_expanded[p] for p, (a, b) in enumerate(plain["offset_mapping"])
+                               if p in to_expanded and (b <= user[0] or a >= user[1]) and to_expanded[p] != last)
     if seg.has_image and not vision:
         raise EncodingError(f"item {item.uid}: the processor produced no image tokens")
     return dict(enc), spans

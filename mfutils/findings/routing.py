@@ -50,7 +50,15 @@ FIGURE3_EDGES = [("text_context", "instruction"), ("text_context", "last"), ("vi
 CONTROL_EDGES = [("text_context", "constraint"), ("vision", "constraint")]
 
 GROUP_LABEL = {"vision": "Vision", "text": "Text", "last": "Last", "text_context": "TextCtx",
-               "instruction": "Instruction", "constraint": "Constraint", "question": "Question", "neutral": "Neutral"}
+               "instruction": "Instruction", "constraint": "Constraint", "question": "Question", "neutral": "Neutral",
+               "template": "Template"}
+#: Beyond the paper (issue 41), descriptive, no verdict: every token group into the last
+#: position, so that a route the paper does not draw (the last position reading a cue or the
+#: instruction directly) is seen. ``template``: the chat template's own tokens.
+LAST_EDGES = [(g, "last") for g in ("vision", "text_context", "instruction", "question", "constraint", "template")]
+#: The routes into the instruction also swept at a wide window (``RoutingSpec.wide_window``): a
+#: route spread over many layers can vanish when a narrow window cuts only a few of them.
+WIDE_EDGES = [("text_context", "instruction"), ("vision", "instruction")]
 
 
 def edge_name(source: str, target: str) -> str:
@@ -67,7 +75,9 @@ class RoutingSpec(RunSpec):
         "log_odds_effects.png", "position_instruction_after_constraint.csv",
         "position_instruction_after_constraint.png", "position_neutral_after_instruction.csv",
         "position_neutral_after_instruction.png", "results.json", "saliency_flow.csv", "saliency_flow.png",
-        "stability.csv", "stability.parquet", "sweep.csv", "sweep.parquet",
+        "stability.csv", "stability.parquet", "sweep.csv", "sweep.parquet", "route_map.csv", "route_map.png",
+        "window_sensitivity.csv", "window_sensitivity.parquet", "position_log_odds.csv", "position_log_odds.parquet",
+        "patching.csv", "patching.png", "patching_samples.csv", "patching_samples.parquet",
     )
     n_samples: int = 16
     window: int = 3
@@ -77,6 +87,11 @@ class RoutingSpec(RunSpec):
     layout_samples: int = 8
     saliency: bool = True
     n_boot: int = 500
+    #: the window of :data:`WIDE_EDGES`' second sweep (9 of the pretrained organism's 30 layers:
+    #: about 0.3 of the depth); 0 skips it
+    wide_window: int = 9
+    #: activation patching across instructions at every layer (rule 01-qf, our hypothesis)
+    patching: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -401,3 +416,166 @@ def saliency_shares(flow: pd.DataFrame) -> pd.DataFrame:
     mean = flow.groupby(["target", "pair", "layer"])["flow"].mean().reset_index()
     mean["share"] = mean["flow"] / mean.groupby(["target", "layer"])["flow"].transform("sum")
     return mean
+
+
+#: the paper's curves each route-map edge is drawn beside (figure, series as the paper names it)
+PAPER_ROUTE_SERIES = {"A1": {"Vision -/-> Text": "Vision -/-> Text", "Vision -/-> Last": "Vision -/-> Last",
+                             "Text -/-> Last": "Text -/-> Last"},
+                      "A2": {"TextCtx -/-> Instruction": "TextCtx -/-> Instruction", "TextCtx -/-> Last": "TextCtx -/-> Last",
+                             "Vision -/-> Instruction": "Vision -/-> Instruction",
+                             "Vision -/-> Text Context": "Vision -/-> TextCtx"}}
+PAPER_DIRECTION = {"Vision Following": "image", "Text Following": "text"}
+
+
+def route_map(curve: pd.DataFrame) -> pd.DataFrame:
+    """Every swept edge's mean Δ log-odds per (target, edge, layer) with its interval, ordered
+    for the map: edges into the last position first, then into the instruction, then the rest."""
+    keep = ["target", "edge", "layer", "depth", "n", "log_odds", "log_odds_ci_low", "log_odds_ci_high"]
+    order = {e: i for i, e in enumerate(dict.fromkeys(edge_name(*e) for e in LAST_EDGES + FIGURE3_EDGES + FIGURE2_EDGES
+                                                      + CONTROL_EDGES))}
+    out = curve[keep].copy()
+    out["order"] = out["edge"].map(order).fillna(len(order))
+    return out.sort_values(["target", "order", "layer"]).drop(columns="order").reset_index(drop=True)
+
+
+def last_edge_rows(sweep: pd.DataFrame, curve: pd.DataFrame, n_layers: int, n_boot: int = 500,
+                   seed: int = 0) -> pd.DataFrame:
+    """Descriptive rows (no claim, no verdict) for :data:`LAST_EDGES`: per edge and direction,
+    the band statistic over the routing band (per-sample mean over its layers, bootstrap 95%
+    interval, as the verdicts' rows) and the strongest layer anywhere with its interval."""
+    eff = effect_measures(sweep)
+    band = rules.band_layers(rules.ROUTING_BAND, n_layers)
+    rows = []
+    for source, target_group in LAST_EDGES:
+        edge = edge_name(source, target_group)
+        for target in ("image", "text"):
+            e = eff[(eff["edge"] == edge) & (eff["target"] == target)]
+            if e.empty:
+                continue
+            stat = rules.band_statistic(rules.band_mean(e, band, "log_odds"), n_boot, seed)
+            c = curve[(curve["edge"] == edge) & (curve["target"] == target)]
+            peak = c.loc[c["log_odds"].abs().idxmax()]
+            rows.append({"edge": edge.replace(" -/-> ", "→"), "direction": target,
+                         "routing band (0.45–0.60)": rules.fmt_ci(*stat),
+                         "strongest layer": int(peak["layer"]), "depth": float(peak["depth"]),
+                         "strongest Δ log-odds": rules.fmt_ci(peak["log_odds"], peak["log_odds_ci_low"],
+                                                              peak["log_odds_ci_high"]),
+                         "n": int(e["uid"].nunique())})
+    return pd.DataFrame(rows)
+
+
+def paper_route_marks(reference: pd.DataFrame) -> pd.DataFrame:
+    """Where the paper's curve for each route-map edge is strongest: per (target, edge) the
+    relative depth and value (its unit, I_NSSD) of the paper's largest |value|. ``reference``:
+    :func:`mfutils.findings.reference.paper_curves` of Qwen2.5-VL-7B."""
+    rows = []
+    for figure, series in PAPER_ROUTE_SERIES.items():
+        ref = reference[reference["figure"] == figure]
+        for (direction, name), g in ref.groupby(["direction", "series"]):
+            if name not in series or direction not in PAPER_DIRECTION:
+                continue
+            peak = g.loc[g["value"].abs().idxmax()]
+            rows.append({"target": PAPER_DIRECTION[direction], "edge": series[name], "depth": float(peak["depth"]),
+                         "value": float(peak["value"]), "metric": peak["metric"], "figure": figure})
+    return pd.DataFrame(rows)
+
+
+def strongest(curve: pd.DataFrame, edge: str, target: str) -> tuple[int, float, float]:
+    """``(layer, depth, Δ log-odds)`` of an edge's most negative mean effect in one direction."""
+    c = curve[(curve["edge"] == edge) & (curve["target"] == target)]
+    row = c.loc[c["log_odds"].idxmin()]
+    return int(row["layer"]), float(row["depth"]), float(row["log_odds"])
+
+
+def window_sensitivity(narrow: pd.DataFrame, wide: pd.DataFrame, narrow_window: int, wide_window: int,
+                       n_layers: int) -> pd.DataFrame:
+    """:data:`WIDE_EDGES` at both windows, each in the direction its rule reads (text following
+    for TextCtx→Instruction, image for Vision→Instruction): the strongest layer and effect and
+    the mean over the routing band. ``narrow`` / ``wide``: :func:`curves` of each sweep."""
+    band = rules.band_layers(rules.ROUTING_BAND, n_layers)
+    rows = []
+    for source, target_group in WIDE_EDGES:
+        edge = edge_name(source, target_group)
+        target = "text" if source == "text_context" else "image"
+        for window, c in ((narrow_window, narrow), (wide_window, wide)):
+            layer, d, value = strongest(c, edge, target)
+            inside = c[(c["edge"] == edge) & (c["target"] == target) & c["layer"].isin(band)]["log_odds"]
+            rows.append({"edge": edge.replace(" -/-> ", "→"), "direction": target, "window (layers)": window,
+                         "strongest layer": layer, "depth": d, "strongest Δ log-odds": value,
+                         "mean Δ in the routing band": float(inside.mean())})
+    return pd.DataFrame(rows)
+
+
+def layout_log_odds(sweep: pd.DataFrame, layout_curve: pd.DataFrame, uids, n_layers: int, n_boot: int,
+                    seed: int) -> pd.DataFrame:
+    """The position controls in the verdict measure: per layout (the paper's included, from the
+    main sweep on the same samples), edge of :data:`POSITION_EDGES` and direction, the strongest
+    mean Δ log-odds and its layer."""
+    names = [edge_name(*e) for e in POSITION_EDGES]
+    paper = curves(sweep[sweep["uid"].isin(set(uids)) & sweep["edge"].isin(names)], n_layers, n_boot, seed).assign(layout="paper")
+    both = pd.concat([paper, layout_curve], ignore_index=True)
+    rows = []
+    for (layout, edge, target), g in both.groupby(["layout", "edge", "target"], sort=False):
+        if (edge.startswith("TextCtx") and target != "text") or (edge.startswith("Vision") and target != "image"):
+            continue  # each cue in the direction that follows it
+        peak = g.loc[g["log_odds"].idxmin()]
+        rows.append({"layout": layout, "edge": edge, "target": target, "layer": int(peak["layer"]),
+                     "depth": float(peak["depth"]), "log_odds": float(peak["log_odds"]),
+                     "log_odds_ci_low": float(peak["log_odds_ci_low"]), "log_odds_ci_high": float(peak["log_odds_ci_high"])})
+    return pd.DataFrame(rows)
+
+
+#: what each layout moves: the instruction after the constraint swaps the two sentences' places;
+#: the neutral sentence after the instruction moves the constraint away from it
+LAYOUT_MOVES = {"instruction_after_constraint": "the instruction now comes after the constraint",
+                "neutral_after_instruction": "a neutral sentence now separates the instruction from the question"}
+
+
+def carrier(table: pd.DataFrame, layout: str, cue: str) -> tuple[str, float]:
+    """Which of the instruction and the constraint the cue's strongest flow goes into under
+    ``layout`` (``("none", value)`` when neither reaches the effect threshold)."""
+    rows = table[(table["layout"] == layout) & table["edge"].str.startswith(GROUP_LABEL[cue] + " ")]
+    if rows.empty:
+        return "none", float("nan")
+    best = rows.loc[rows["log_odds"].idxmin()]
+    if best["log_odds"] > -rules.EFFECT_THRESHOLD:
+        return "none", float(best["log_odds"])
+    return best["edge"].split(" -/-> ")[1].lower(), float(best["log_odds"])
+
+
+def position_sentences(table: pd.DataFrame) -> list[str]:
+    """Per cue and layout, one sentence (descriptive, no verdict): does the cue's strongest flow
+    into the instruction or the constraint stay with the same sentence (it follows the role)
+    or move with the place (it follows the position)? Each flow is named with its numbers."""
+    out = []
+    for cue, target in (("text_context", "text"), ("vision", "image")):
+        if not table["edge"].str.startswith(GROUP_LABEL[cue] + " ").any():
+            continue
+        base, _ = carrier(table, "paper", cue)
+        for layout, moved in LAYOUT_MOVES.items():
+            if layout not in set(table["layout"]):
+                continue
+            now, _ = carrier(table, layout, cue)
+            rows = table[(table["target"] == target) & table["edge"].str.startswith(GROUP_LABEL[cue] + " ")
+                         & table["layout"].isin(["paper", layout])]
+            numbers = "; ".join(f"{r.edge.replace(' -/-> ', '→')} {r.log_odds:+.2f} at layer {r.layer} "
+                                f"({'paper layout' if r.layout == 'paper' else 'moved'})" for r in rows.itertuples())
+            if base == "none" and now == "none":
+                verdict = "no flow into either sentence reaches the effect threshold, so it cannot tell"
+            elif base == now:
+                verdict = f"the strongest flow stays into the {now}: it follows the sentence's role"
+            elif layout == "instruction_after_constraint" and "none" not in (base, now):
+                verdict = (f"the strongest flow moves from the {base} to the {now}, the sentence now in that place: "
+                           "it follows the position, not the role")
+            elif now == "none":
+                verdict = f"the strongest flow went into the {base}; moved, no flow reaches the effect threshold"
+            elif base == "none":
+                verdict = f"no flow reaches the effect threshold in the paper's layout; moved, the strongest goes into the {now}"
+            else:
+                verdict = f"the strongest flow moves from the {base} to the {now}"
+            out.append(f"**{GROUP_LABEL[cue]}, {moved}** ({plain_direction(target)}): {verdict} ({numbers}).")
+    return out
+
+
+def plain_direction(target: str) -> str:
+    return "image following" if target == "image" else "text following"

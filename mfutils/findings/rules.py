@@ -122,6 +122,13 @@ RULES: tuple[Rule, ...] = (
          "|I_NSSD| < 0.01", LOG_ODDS, ALL, "none", EFFECT_THRESHOLD),
     Rule("01-vc", "01_shallow_routing", "Control: cutting Vision into the constraint does nothing",
          "|I_NSSD| < 0.01", LOG_ODDS, ALL, "none", EFFECT_THRESHOLD),
+    # (added 2026-12-06, before any run of it; issue 41) our hypothesis, not the paper's claim
+    Rule("01-qf", "01_shallow_routing", "Query, then fetch: the last position reads the instruction before it "
+         "fetches the cue (our hypothesis, not the paper's)", "— (the paper routes cues into the instruction instead)",
+         "share of answers flipped when the instruction tokens / the last position take their residual stream from "
+         "the same item under the opposite instruction, per layer", ALL, "above", 0.5,
+         "the fetch: the layer where cutting the instructed cue's route into the last position (Vision→Last, "
+         "TextCtx→Last) hurts most, at least by the effect threshold"),
     # chapter 02: logit lens and LDAR
     Rule("02-emerge", "02_deep_arbitration", "The margin is ≈ 0 early and appears only in deep layers",
          "≈ 0 to layer 18/28, +3.5 at 27/28",
@@ -488,3 +495,64 @@ def stability_table(preregistered, split_sets: list) -> pd.DataFrame:
         rows.append({"split": j + 1, "heads": len(heads), "jaccard with pre-registered": jaccard(heads, preregistered),
                      "mean jaccard with other splits": float(np.mean(others)) if others else float("nan")})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule 01-qf, "query, then fetch" (issue 41), written 2026-12-06 before any run of it. Our
+# hypothesis, not the paper's: the last position first reads *which* modality the instruction
+# names, then fetches the cue of that modality. Tested by activation patching across
+# instructions (mfutils.findings.patching): at layer l, the residual stream entering l at the
+# instruction tokens (or at the last position) is replaced by the same item's under the
+# opposite instruction. Per direction:
+# - the instruction tokens *decide* at layer l when that patch flips at least QF_FLIP of the
+#   answers; they are *read* by the first layer from which they never decide again;
+# - the last position *carries* the instruction from the first layer at which its patch flips
+#   at least QF_FLIP of the answers;
+# - the *fetch* is the layer where the instructed cue's knockout into the last position
+#   (Vision→Last for image following, TextCtx→Last for text) is strongest, and it must reach
+#   -EFFECT_THRESHOLD in log-odds.
+# Met: the instruction tokens decide at some layer below the fetch, the last position carries
+# the instruction at or below the fetch, and the instruction tokens are read by the fetch.
+# Partly: the last position carries it by the fetch but the instruction tokens still decide
+# after it. Otherwise not met; a direction without a fetch is not met (nothing is fetched).
+# ---------------------------------------------------------------------------------------------
+
+#: rules that judge our own hypotheses, not the paper's claims: a chapter's summary never
+#: counts their verdicts as agreeing or disagreeing with the paper
+OWN_HYPOTHESES = ("01-qf",)
+#: share of answers a patch must flip to count as deciding (rule 01-qf)
+QF_FLIP = 0.5
+
+
+def query_then_fetch(instruction_flips: dict[int, float], last_flips: dict[int, float], fetch: tuple[int, float],
+                     n_layers: int) -> tuple[str, str]:
+    """Rule 01-qf for one direction. ``instruction_flips`` / ``last_flips``: layer -> share of
+    answers flipped by patching that site from the opposite instruction's run; ``fetch``:
+    ``(layer, Δ log-odds)`` of the instructed cue's strongest knockout into the last position.
+    Returns ``(verdict, note)``: *met*, *partly* or *not met*."""
+    def d(l):
+        return f"{l} (depth {float(depth(l, n_layers)):.2f})"
+
+    deciding = sorted(l for l, f in instruction_flips.items() if f >= QF_FLIP)
+    read_by = (max(deciding) + 1) if deciding else None
+    carried = min((l for l, f in last_flips.items() if f >= QF_FLIP), default=None)
+    f_layer, f_effect = fetch
+    n = len(deciding)
+    parts = [f"instruction tokens decide at {n} layer{'' if n == 1 else 's'}" + (f", read by layer {d(read_by)}" if deciding else ""),
+             "last position carries the instruction " + (f"from layer {d(carried)}" if carried is not None else "at no layer"),
+             f"fetch at layer {d(f_layer)} ({f_effect:+.2f})"]
+    note = "; ".join(parts)
+    if f_effect > -EFFECT_THRESHOLD:
+        return "not met", note + ": no fetch reaches the threshold"
+    if not deciding or min(deciding) >= f_layer or carried is None or carried > f_layer:
+        return "not met", note
+    return ("met" if read_by <= f_layer else "partly"), note
+
+
+def combine_met(verdicts: dict[str, str]) -> tuple[str, str]:
+    """:func:`combine_directions` for a claim judged met / partly / not met."""
+    values = list(verdicts.values())
+    verdict = "met" if all(v == "met" for v in values) else "partly" if all(v in ("met", "partly") for v in values) \
+        else "not met"
+    none = [k for k, v in verdicts.items() if v == "not met"]
+    return verdict, ("not met in " + ", ".join(none)) if none else ""

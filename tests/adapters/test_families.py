@@ -59,6 +59,11 @@ def test_forward_and_spans(family_bundle, items):
         if it.context:
             assert words("text_context")[:2] == ["text", "context"]
         assert sp["last"] == [len(ids[: int(batch.lengths[batch.spans.index(sp)])]) - 1]
+        # the chat template's own tokens: in no other group, one before the user's text, one after it
+        others = {p for g in ("vision", "text_context", "instruction", "neutral", "question", "constraint", "last")
+                  for p in sp[g]}
+        assert sp["template"] and not set(sp["template"]) & others
+        assert min(sp["template"]) < min(sp["question"]) and max(sp["template"]) > max(sp["constraint"])
 
 
 def test_interventions_work_and_clean_up(family_bundle, items):

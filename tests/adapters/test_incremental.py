@@ -18,7 +18,7 @@ from mfutils.engine.metrics import last_logits
 #: float32 logits of a full pass and of an incremental one may differ in summation order only
 ATOL = 1e-4
 
-EDGES = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES))
+EDGES = list(dict.fromkeys(routing.FIGURE2_EDGES + routing.FIGURE3_EDGES + routing.CONTROL_EDGES + routing.LAST_EDGES))
 
 
 @pytest.fixture(scope="module")
