@@ -24,8 +24,6 @@ import pandas as pd
 
 from mfutils.findings import rules
 
-#: a paper curve whose largest |I_NSSD| stays under this is drawn and described as flat (≈ 0)
-PAPER_FLAT = 0.05
 
 
 def verdict_paragraphs(verdict: pd.DataFrame) -> list[str]:
@@ -171,10 +169,10 @@ def how_it_arbitrates(model: str, route: pd.DataFrame, pcurve: pd.DataFrame | No
     text = f"**How the {model} arbitrates.** " + " ".join(parts)
     if marks is not None and len(marks):
         strongest = marks.loc[marks.groupby("edge")["value"].apply(lambda v: v.abs().idxmax())].sort_values("depth")
-        flat = strongest["value"].abs() < PAPER_FLAT
+        flat = strongest["value"].abs() < rules.PAPER_FLAT
         text += (" *The paper's picture* (Qwen2.5-VL-7B, I_NSSD at its strongest layer): "
                  + "; ".join(f"{arrow(r.edge)} {r.value:+.2f} at depth {r.depth:.2f}" for r in strongest[~flat].itertuples())
-                 + ("; " + ", ".join(arrow(e) for e in strongest[flat]["edge"]) + f" ≈ 0 at every depth (|I_NSSD| < {PAPER_FLAT:g})"
+                 + ("; " + ", ".join(arrow(e) for e in strongest[flat]["edge"]) + f" ≈ 0 at every depth (|I_NSSD| < {rules.PAPER_FLAT:g})"
                     if flat.any() else "")
                  + ": cues reach the instruction tokens near the middle of the depth, and the last position barely "
                    "reads the image directly.")

@@ -284,7 +284,7 @@ def route_map(maps: dict[str, pd.DataFrame], marks: pd.DataFrame | None = None, 
     import numpy as np
     from matplotlib.colors import SymLogNorm
 
-    from mfutils.findings.rules import EFFECT_THRESHOLD
+    from mfutils.findings.rules import EFFECT_THRESHOLD, PAPER_FLAT
 
     names = list(maps)
     edges = list(dict.fromkeys(e for m in maps.values() for e in m["edge"]))
@@ -304,15 +304,15 @@ def route_map(maps: dict[str, pd.DataFrame], marks: pd.DataFrame | None = None, 
             image = ax.imshow(grid, aspect="auto", cmap="RdBu", norm=norm, extent=(0, 1, len(edges), 0),
                               interpolation="nearest")
             if marks is not None and len(marks):
-                from mfutils.book.discussion import PAPER_FLAT
-
                 # a flat paper curve (≈ 0 everywhere) has no strongest point worth marking
                 for r in marks[(marks["target"] == target) & (marks["value"].abs() >= PAPER_FLAT)].itertuples():
                     if r.edge in edges:
                         y = edges.index(r.edge) + 0.5
                         ax.plot(r.depth, y, marker="D", color="black", markersize=4)
+                        # on a white ground: a label must stay legible on a dark cell
                         ax.annotate(f"{r.value:+.2f}", (r.depth, y), xytext=(4, 0), textcoords="offset points",
-                                    va="center", fontsize=MIN_FONT_PT)
+                                    va="center", fontsize=MIN_FONT_PT,
+                                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
             ax.set_yticks(np.arange(len(edges)) + 0.5)
             ax.set_yticklabels([e.replace(" -/-> ", "→") for e in edges])
             ax.set_xlim(0, 1)
@@ -320,7 +320,8 @@ def route_map(maps: dict[str, pd.DataFrame], marks: pd.DataFrame | None = None, 
             ax.set_title(f"{name} · {direction_label(target)}", fontsize=MIN_FONT_PT + 1)
             if i == 1:
                 ax.set_xlabel("relative depth")
-    cbar = fig.colorbar(image, ax=axes, shrink=0.8, pad=0.02)
+    # pad: the colour bar must not cover the right panel's last depth tick
+    cbar = fig.colorbar(image, ax=axes, shrink=0.8, pad=0.05)
     cbar.set_label("mean Δ log-odds when the edge is cut\n(red: the cut hurts following)")
     if title:
         fig.suptitle(title)

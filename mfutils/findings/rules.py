@@ -517,6 +517,8 @@ def stability_table(preregistered, split_sets: list) -> pd.DataFrame:
 # after it. Otherwise not met; a direction without a fetch is not met (nothing is fetched).
 # ---------------------------------------------------------------------------------------------
 
+#: a paper curve whose largest |I_NSSD| stays under this is drawn and described as flat (≈ 0)
+PAPER_FLAT = 0.05
 #: rules that judge our own hypotheses, not the paper's claims: a chapter's summary never
 #: counts their verdicts as agreeing or disagreeing with the paper
 OWN_HYPOTHESES = ("01-qf",)
