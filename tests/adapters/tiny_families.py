@@ -20,9 +20,10 @@ QWEN = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atten
             num_key_value_heads=2, max_position_embeddings=4096)
 
 
-def _tokenizer(specials: list[str], extra: dict[str, str], template: str):
+def _tokenizer(specials: list[str], extra: dict[str, str], template: str, more: str = ""):
     # every word the templates below write, so that no prompt holds an unknown token
     words = set(synthetic.vocabulary()) | set(split_words("USER: ASSISTANT: user assistant system You are a helpful assistant."))
+    words |= set(split_words(more))
     vocab = {t: i for i, t in enumerate(["<pad>", "<unk>", "<s>", "</s>"] + specials)}
     for w in sorted(words):
         vocab.setdefault(w, len(vocab))
@@ -51,6 +52,13 @@ INTERNVL_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for p in m['content'] %}"
     "{% if p['type'] == 'image' %}<IMG_CONTEXT>\n{% else %}{{ p['text'] }}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% for p in m['content'] %}{% if p['type'] == 'image' %}Image: <image>\n{% else %}{{ p['text'] }}{% endif %}"
+    "{% endfor %}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 
 
@@ -143,6 +151,34 @@ def internvl():
     return tf.InternVLForConditionalGeneration(cfg), proc
 
 
+def gemma_organism():
+    """The Gemma organism's shape (:data:`mfutils.models.pretrained_organism.GEMMA`) in miniature:
+    Gemma 3's text model in a LLaVA, its two attention types (a sliding window of 4 tokens, far
+    shorter than a prompt, so that the window binds; other rotary bases per type), one
+    key/value head, queries scaled by ``query_pre_attn_scalar`` rather than the head width."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from mfutils.models.pretrained_organism import GEMMA
+
+    specials = ["<image>", "<start_of_turn>", "<end_of_turn>"]
+    tok = _tokenizer(specials, {"image_token": "<image>"}, GEMMA_TEMPLATE, more="model Image:")
+    proc = tf.LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                                                   crop_size={"height": 32, "width": 32}),
+                             tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                             chat_template=GEMMA_TEMPLATE, num_additional_image_tokens=1)
+    text = tf.Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=1, head_dim=8, query_pre_attn_scalar=12,
+                               sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+                               max_position_embeddings=4096,
+                               rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+                                                "full_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+    cfg = tf.LlavaConfig(vision_config=_clip(), text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, tie_word_embeddings=True)
+    cfg.mfutils = {"kind": GEMMA.marker}
+    return tf.LlavaForConditionalGeneration(cfg), proc
+
+
+#: the GPU families (each has a parameters file and an estimate card)
 FAMILIES = {
     "llava-1.5": llava,
     "llava-next": llava_next,
@@ -150,12 +186,14 @@ FAMILIES = {
     "qwen2.5-vl": qwen2_5_vl,
     "internvl": internvl,
 }
+#: every family the adapter tests run: the GPU ones and the Gemma organism's shape in miniature
+ALL_FAMILIES = {**FAMILIES, "gemma-organism": gemma_organism}
 
 
 def build(family: str):
     """``(model, processor)`` with the model on ``mf_sdpa`` attention and in eval mode."""
     torch.manual_seed(0)
-    model, proc = FAMILIES[family]()
+    model, proc = ALL_FAMILIES[family]()
     register_attention()
     model.set_attn_implementation(MF_ATTENTION)
     proc.tokenizer.padding_side = "right"

@@ -46,11 +46,11 @@ def capture(adapter, positions: torch.Tensor, points=("resid_pre", "attn", "mlp"
             if "attn" in points:
                 def attn_hook(module, args, output, layer=layer):
                     store["attn"][layer] = gather(_first(output))
-                track_hook(handles, adapter.attn(layer).register_forward_hook(attn_hook))
+                track_hook(handles, adapter.attn_out(layer).register_forward_hook(attn_hook))
             if "mlp" in points:
                 def mlp_hook(module, args, output, layer=layer):
                     store["mlp"][layer] = gather(_first(output))
-                track_hook(handles, adapter.mlp(layer).register_forward_hook(mlp_hook))
+                track_hook(handles, adapter.mlp_out(layer).register_forward_hook(mlp_hook))
             if head_inputs:
                 def head_hook(module, args, layer=layer):
                     x = gather(args[0])

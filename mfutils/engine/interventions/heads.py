@@ -119,5 +119,5 @@ def mean_ablate_mlps(adapter, means: dict[int, torch.Tensor]):
 
     with hooks_removed_on_exit() as handles:
         for layer, mean in means.items():
-            track_hook(handles, adapter.mlp(layer).register_forward_hook(make_hook(mean)))
+            track_hook(handles, adapter.mlp_out(layer).register_forward_hook(make_hook(mean)))
         yield

@@ -70,6 +70,15 @@ class Adapter:
     def mlp(self, layer: int) -> nn.Module:
         return self.layers[layer].mlp
 
+    def attn_out(self, layer: int) -> nn.Module:
+        """The module whose output is what layer ``layer``'s attention adds to the residual
+        stream (the attention itself, unless a family normalises it first)."""
+        return self.attn(layer)
+
+    def mlp_out(self, layer: int) -> nn.Module:
+        """The module whose output is what layer ``layer``'s MLP adds to the residual stream."""
+        return self.mlp(layer)
+
     @property
     def final_norm(self) -> nn.Module:
         return self.language_model.norm
