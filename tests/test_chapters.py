@@ -176,7 +176,7 @@ def test_the_prior_split_serves_chapters_0_and_3():
     assert all_rows.set_index("competitor_is_prior").loc[True, "n"] == 3 and len(all_rows) == 1
 
 
-def test_what_pretraining_changes_reads_each_models_runs_or_says_not_run(tmp_path):
+def test_what_changes_between_the_models_reads_each_models_runs_or_says_not_run(tmp_path):
     from mfutils.book import comparison
 
     table = comparison.pretraining_table(output_dir=str(tmp_path)).set_index("measurement")
@@ -189,3 +189,17 @@ def test_what_pretraining_changes_reads_each_models_runs_or_says_not_run(tmp_pat
     assert tiny["arbitration heads (ch. 4's rule): where they sit"].endswith(")") and "not run" not in tiny.values()
     depths = comparison.depths(chapters.comparison_overrides)
     assert all(v is not None and 0 < v < 1 for v in depths.values())
+
+
+def test_a_findings_state_counts_its_paper_claims_only_and_chapter_0_its_targets():
+    from mfutils.book import comparison
+
+    table = pd.DataFrame([
+        {"ch.": 0, "rule": "", "verdict": "met"}, {"ch.": 0, "rule": "", "verdict": "not met"},
+        {"ch.": 1, "rule": "01-vi", "verdict": "reproduced"}, {"ch.": 1, "rule": "01-qf", "verdict": "not met"},
+        {"ch.": 4, "rule": "04-sparse", "verdict": "not reproduced"}, {"ch.": 4, "rule": "04-fast", "verdict": "met"},
+    ])
+    states = comparison.finding_states(table)
+    assert states[0] == ("in part", "1 of 2 met")
+    assert states[1] == ("holds", "1 of 1 reproduced")  # our hypothesis 01-qf does not count
+    assert states[4] == ("does not hold", "0 of 1 reproduced")  # nor does our target 04-fast

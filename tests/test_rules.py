@@ -111,3 +111,21 @@ def test_combine_needs_every_direction_for_reproduced():
     assert rules.combine_directions({"image": "reproduced", "text": "reproduced"})[0] == "reproduced"
     assert rules.combine_directions({"image": "reproduced", "text": "not reproduced"})[0] == "not reproduced"
     assert rules.combine_directions({"image": "not reproduced", "text": "not reproduced"})[0] == "not reproduced"
+
+def test_a_finding_holds_only_when_every_measured_claim_shows_it():
+    assert rules.finding_holds(["reproduced", "reproduced"]) == "holds"
+    assert rules.finding_holds(["met"] * 8) == "holds"
+    assert rules.finding_holds(["reproduced", "not measurable"]) == "in part"
+    assert rules.finding_holds(["reproduced", "not reproduced"]) == "in part"
+    assert rules.finding_holds(["partly", "not reproduced"]) == "in part"
+    assert rules.finding_holds(["not reproduced", "not measurable"]) == "does not hold"
+    assert rules.finding_holds(["not measurable", "not run"]) == "not measured"
+    assert rules.finding_holds([]) == "not measured"
+
+
+def test_between_families_names_the_one_a_finding_holds_in():
+    assert rules.between_families({"SmolLM2": "holds", "Gemma": "holds"}) == "holds in both"
+    assert rules.between_families({"SmolLM2": "does not hold", "Gemma": "does not hold"}) == "holds in neither"
+    assert rules.between_families({"SmolLM2": "in part", "Gemma": "holds"}) == "holds in Gemma only"
+    assert rules.between_families({"SmolLM2": "in part", "Gemma": "does not hold"}) == "in part in SmolLM2; does not hold in Gemma"
+    assert rules.between_families({"SmolLM2": "not run", "Gemma": "not run"}) == "run in neither"

@@ -92,7 +92,8 @@ def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_p
     (tmp_path / "book").mkdir()
     env = {"python": "3.11", "torch": "2.13.0", "transformers": "5.24", "machine": "x86_64", "cpus": 2}
     (tmp_path / BENCHMARK).write_text(json.dumps({
-        "machine": {"python": "3.11", "torch": "2.13.0", "cpu": "x86_64"}, "measured": "2026-12-01", "threads": 2,
+        "machine": {"python": "3.11", "torch": "2.13.0", "cpu": "x86_64"}, "measured": "2026-12-01",
+        "threads": [{"threads": 1, "batch": 64, "median ms / forward": 289.8}, {"threads": 2, "batch": 64, "median ms / forward": 167.7}],
         "engine": [{"model": "organism", "task": "knockout sweep", "engine": "incremental",
                     "forward-equivalents / sample": 18.2, "share of naive": 0.249, "seconds": 12.0,
                     "max |Δ logit diff| vs naive": 0.0}],
@@ -102,6 +103,7 @@ def test_environment_page_shows_the_benchmark_and_the_sweeps_work_per_edge(tmp_p
     page = (tmp_path / ENVIRONMENT).read_text()
     assert "| organism | knockout sweep | incremental | 18.2 | 25% | 12.0 | 0 |" in page
     assert "| organism | Vision -/-> Last | 12.5% | 3.1% |" in page
+    assert "median forward pass 290 ms on 1 thread, 168 ms on 2 threads (batch 64)" in page and "[{" not in page
 
 
 def test_environment_page_names_each_chapters_cpu_and_its_probe_where_recorded(tmp_path):
@@ -115,9 +117,12 @@ def test_environment_page_names_each_chapters_cpu_and_its_probe_where_recorded(t
         {"chapter": "03_mlp_inertia", "executed": "now", "seconds": 900.0, "peak_rss_mb": 1, "environment": new}]))
     write_environment_page(tmp_path, new)
     page = (tmp_path / ENVIRONMENT).read_text()
-    assert "| 00_behaviour | then | 127.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, 2 CPUs |" in page
-    assert "| 03_mlp_inertia | now | 900.0 | 1 | 3.11 · 2.13.0 · 5.24 · x86_64, AMD EPYC, 2 CPUs, 34.8 GFLOP/s per thread |" in page
-    assert "| cpu |" not in page  # hardware sits in the timing table, not among the package versions
+    assert "| 00_behaviour | then | 127 | 1 | — | A |" in page
+    assert "| 03_mlp_inertia | now | 900 | 1 | 34.8 | B |" in page
+    # each set-up written once, not in every row
+    assert page.count("AMD EPYC") == 1 and "Set-up A: x86_64, 2 CPUs; python 3.11, torch 2.13.0, transformers 5.24." in page
+    assert "Set-up B: x86_64, AMD EPYC, 2 CPUs; python 3.11" in page
+    assert "| cpu |" not in page  # hardware sits in the timing section, not among the package versions
 
 
 def test_a_second_runner_of_the_same_chapter_is_refused_with_a_message(tmp_path, capsys):

@@ -160,6 +160,18 @@ def test_page_loads_with_its_figures_and_no_broken_links(site, browser, page):
             assert re.search(rf'id="{re.escape(frag)}"', path.read_text()), f"{page}: link to missing anchor {href}"
 
 
+#: column names of the result files that must never reach a reader's eye
+RAW_NAMES = ("competitor_is_prior", "following_ratio", "pearson_r", "n_failed", "image_only", "text_only", "log_odds",
+             "ci_low", "ci_high")
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_page_scrolls_sideways(site, browser, page):
+    browser.get(site + page + ".html")
+    wide, view = browser.execute_script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert wide <= view, f"{page}: {wide} px wide in a {view} px window"
+
+
 def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, browser):
     browser.get(site + "book/index.html")
     text = browser.find_element("css selector", "main").text
@@ -168,9 +180,25 @@ def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, brows
     for title in ("Shallow routing into the instruction anchors", "Causal interventions"):
         assert title in text
     cells = browser.execute_script("return [...document.querySelectorAll('main table td')].map(td => td.innerText.trim())")
-    assert any(c.startswith(("met:", "reproduced:")) for c in cells), "the summary table shows no verdict"
+    badges = browser.execute_script("return [...document.querySelectorAll('main .mf-badge')].map(b => b.innerText.trim())")
+    assert {"reproduced", "met"} & set(badges), "the summary shows no verdict"
+    # the answer first: the first verdict sits within the first 1,200 px of the page (at 1280 px)
+    top = browser.execute_script("return document.querySelector('main .mf-badge').getBoundingClientRect().top + window.scrollY")
+    assert top < 1200, f"the first verdict is {top:.0f} px down the front page"
+    # every verdict word in use is defined on the page
+    for word in set(badges):
+        assert f"{word}:" in text, f"the legend does not define {word!r}"
+    # what a reader sees carries no raw column names
+    raw = [name for name in RAW_NAMES if name in text]
+    assert not raw, f"raw column names on the front page: {raw}"
     heads = browser.execute_script("return [...document.querySelectorAll('main table th')].map(th => th.innerText.trim())")
-    assert {"pretrained organism (SmolLM2-135M)", "tiny organism (from scratch)"} <= set(heads), "one column per model"
+    from mfutils.book.chapters import MODEL_LABELS
+    from mfutils.book.chapters import comparison_overrides
+
+    compared = comparison_overrides("00_behaviour")["model_id"]
+    assert {f"{MODEL_LABELS[m].split(' (')[0]}: verdict" for m in ("pretrained-organism", compared)} <= set(heads), \
+        "one verdict column per model"
+    assert "What changes between the two models" in text
     assert "not run" not in cells, "a chapter has no finished results for the book's parameters"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "index.png"))

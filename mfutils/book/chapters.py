@@ -46,6 +46,8 @@ class Chapter:
     paper: str
     #: what would decide the chapter's question on a real model (closes "What this run shows")
     decide: str = ""
+    #: the finding in a few plain words (the front page's one line per finding)
+    gist: str = ""
 
     @property
     def heading(self) -> str:
@@ -55,21 +57,27 @@ class Chapter:
 REGISTRY: tuple[Chapter, ...] = (
     Chapter("00_behaviour", 0, BehaviourSpec, "Modality following at baseline", "baseline",
             "the modality-following ratio and the per-model item filter",
+            gist="The model answers from the modality the instruction names (the baseline every finding needs)",
             decide="Chapter 0 is the gate for the rest: on a real MLLM, run it with the family's parameter file and the paper's items (`data` = a file from `../shared/data`); a model that does not follow the instruction on most filtered conflicts cannot show how it arbitrates. The paper's item counts per model (its filter's yield) are the only public baseline."),
     Chapter("01_shallow_routing", 1, RoutingSpec, "Shallow routing into the instruction anchors", "finding 1",
             "Figures 2–3 (attention knockout), rebuttal Figures A1–A3, A7–A10",
+            gist="Early attention routes image and text cues into the instruction tokens, whichever modality is named",
             decide="Run this chapter on Qwen2.5-VL-7B (`notebooks/params/qwen2.5-vl-7b.yaml`), the model the paper's curves come from, with `window` 3: the paper's routes into the instruction tokens either appear at depth 0.45–0.60 with confidence intervals that exclude zero, beating the routes that bypass them, or they do not."),
     Chapter("02_deep_arbitration", 2, ArbitrationSpec, "Deep arbitration", "finding 2",
             "the logit lens at the last position (A11) and LDAR at the instruction tokens",
+            gist="Deep attention layers resolve the conflict as the instruction says",
             decide="On Qwen2.5-VL-7B the paper reports a lens margin near zero until depth 0.65 and LDAR above 95% at the instruction tokens in deep layers. Re-running this chapter there, with the chance baseline and the failed samples this chapter adds, tells whether that LDAR is more than the following ratio itself."),
     Chapter("03_mlp_inertia", 3, InertiaSpec, "MLP inertia", "finding 3",
             "MLP contributions on average (A12) and on failed samples (A13–A14)",
+            gist="MLP layers push against the instructed answer",
             decide="The claim is about failed samples, so it needs a model that fails often enough under the paper's own instructions: at least 30 failures per direction on the paper's items. The causal check (mean-ablating the late MLPs) then says whether the MLPs' push against the answer is the cause of failure or a correlate."),
     Chapter("04_sparse_heads", 4, HeadsSpec, "Sparse arbitration heads", "finding 4",
             "about 5% of heads (≈ 39 of 784 on Qwen2.5-VL-7B)",
+            gist="A few attention heads (about 5%) carry the arbitration",
             decide="On a 7B model, run with `exhaustive: false` (the fast scorer, with exact ablation of its shortlist), and compare the arbitration heads' depths and their share of the effect with the paper's ≈ 39 of 784 heads. Whether those heads sit in the deep layers, as the paper's arbitration story needs, decides it."),
     Chapter("05_causal_interventions", 5, CausalSpec, "Causal interventions", "finding 5",
             "blocking, amplification and general ability",
+            gist="Blocking those heads cuts following; amplifying them repairs failures; general ability survives",
             decide="The paper's 60% drop and 60% repair are for its own head sets on 7B models. Run this chapter on one of them with `n_random` ≥ 50 (the default): the verdict then says whether blocking the arbitration heads cuts following more than random heads from the same layers, while the controls stay, and whether α = 2 repairs failures without breaking successes."),
 )
 
@@ -147,15 +155,16 @@ def summary_table(per_chapter: dict[str, dict] | None = None, **overrides) -> pd
             res = load_run(spec).get("results", {})
         except IncompleteResultsError as err:
             rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": "—", "paper": "—",
-                         "ours": f"no finished run ({err.__class__.__name__})", "verdict": "not run", "command": cmd})
+                         "ours": f"no finished run ({err.__class__.__name__})", "verdict": "not run", "command": cmd,
+                         "rule": ""})
             continue
         for v in res.get("verdicts", []):
             rows.append({"ch.": ch.number, "finding": finding, "chapter": title, "claim": v["claim"], "paper": v.get("paper", "—"),
-                         "ours": v["ours"], "verdict": v["verdict"], "command": cmd})
+                         "ours": v["ours"], "verdict": v["verdict"], "command": cmd, "rule": v.get("rule", "")})
     return pd.DataFrame(rows)
 
 
-#: the tiny organism's run beside the book's (``python -m mfutils compare``)
+#: the comparison model's run beside the book's (``python -m mfutils compare``)
 COMPARISON = Path("notebooks") / "comparison.yaml"
 
 
@@ -179,7 +188,8 @@ def comparison_overrides(chapter: str) -> dict:
 
 
 #: the front page's model columns, left to right (the paper's own is the "paper" column)
-MODEL_LABELS = {"pretrained-organism": "pretrained organism (SmolLM2-135M)", "organism": "tiny organism (from scratch)"}
+MODEL_LABELS = {"pretrained-organism": "SmolLM2 organism (SmolLM2-135M-Instruct)",
+                "gemma-organism": "Gemma organism (Gemma-3-270M)", "organism": "tiny organism (from scratch)"}
 
 
 def comparison_table(**overrides) -> pd.DataFrame:

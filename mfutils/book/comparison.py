@@ -1,4 +1,4 @@
-"""What pretraining changes: the same measurements read off each organism's finished runs.
+"""What changes between the two families: the same measurements read off each organism's finished runs.
 
 Nothing here runs a model: every cell comes from a chapter's ``results.json`` or curves for
 the parameters that model's run used (the book's defaults, or the comparison run's,
@@ -79,11 +79,28 @@ def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
     return out
 
 
+#: the front page's names of the shipped models (the chapters' legends keep plotting.model_name's)
+FRONT_NAMES = {"pretrained-organism": "SmolLM2 organism", "gemma-organism": "Gemma organism", "organism": "tiny organism"}
+
+
+def front_name(model_id: str) -> str:
+    from mfutils.book.plotting import model_name
+
+    return FRONT_NAMES.get(model_id, model_name(model_id))
+
+
+def _models(overrides: dict) -> tuple[str, str]:
+    """The book's model id and the comparison run's."""
+    book = overrides.get("model_id") or notebook_defaults("00_behaviour")["model_id"]
+    return book, comparison_overrides("00_behaviour").get("model_id", "comparison")
+
+
 def pretraining_summary(**overrides) -> str:
     """Two or three sentences, in Markdown, saying from the measurements where the book's model
     and the comparison model differ in depth (generated, never typed)."""
     book = depths(lambda ch: overrides)
     tiny = depths(lambda ch: {**overrides, **comparison_overrides(ch)})
+    first, second = (front_name(m) for m in _models(overrides))
 
     def pair(key: str) -> str | None:
         a, b = book.get(key), tiny.get(key)
@@ -93,7 +110,7 @@ def pretraining_summary(**overrides) -> str:
     m = [f"{pair(f'margin {t}')} when it follows the {t}" for t in ("image", "text") if pair(f"margin {t}")]
     if m:
         parts.append("The logit lens separates the two answers at relative depth " + " and ".join(m)
-                     + " (pretrained organism first, tiny organism second).")
+                     + f" ({first} first, {second} second).")
     if pair("heads"):
         parts.append(f"The median arbitration head sits at depth {pair('heads')}.")
     k = [f"{pair(f'knockout {t}')} ({t} following)" for t in ("image", "text") if pair(f"knockout {t}")]
@@ -131,8 +148,8 @@ def measurements(params_for: Callable[[str], dict]) -> dict[str, str]:
 def pretraining_table(**overrides) -> pd.DataFrame:
     """One row per measurement, one column per model: the book's run (its defaults plus
     ``overrides``) and the comparison run."""
-    book = MODEL_LABELS.get(overrides.get("model_id") or notebook_defaults("00_behaviour")["model_id"], "book")
-    compared = comparison_overrides("00_behaviour").get("model_id", "comparison")
+    book_id, compared = _models(overrides)
+    book = MODEL_LABELS.get(book_id, book_id)
     cols = {book: measurements(lambda ch: overrides),
             MODEL_LABELS.get(compared, compared): measurements(lambda ch: {**overrides, **comparison_overrides(ch)})}
     return pd.DataFrame(cols).rename_axis("measurement").reset_index()
@@ -143,7 +160,6 @@ def arbitration_maps(**overrides) -> tuple[dict[str, pd.DataFrame], list[str]]:
     finished chapter-1 run is left out) and its "how this model arbitrates" paragraph
     (:func:`mfutils.book.discussion.how_it_arbitrates`), for the front page."""
     from mfutils.book.discussion import how_it_arbitrates
-    from mfutils.book.plotting import model_name
     from mfutils.findings.reference import paper_curves
     from mfutils.findings.routing import paper_route_marks
 
@@ -156,6 +172,22 @@ def arbitration_maps(**overrides) -> tuple[dict[str, pd.DataFrame], list[str]]:
         model = params.get("model_id") or notebook_defaults("01_shallow_routing")["model_id"]
         route = pd.read_csv(run["dir"] / "route_map.csv")
         patching = pd.read_csv(run["dir"] / "patching.csv") if (run["dir"] / "patching.csv").exists() else None
-        maps[model_name(model)] = route
-        paragraphs.append(how_it_arbitrates(model_name(model), route, patching, n_layers(model), marks))
+        maps[front_name(model)] = route
+        paragraphs.append(how_it_arbitrates(front_name(model), route, patching, n_layers(model), marks))
     return maps, paragraphs
+
+
+def finding_states(table: pd.DataFrame) -> dict[int, tuple[str, str]]:
+    """Chapter number -> ``(state, count)`` for one model's :func:`mfutils.book.chapters.summary_table`:
+    :func:`mfutils.findings.rules.finding_holds` over the chapter's paper claims (chapter 0: its
+    targets), and how many of them show the effect ("2 of 3 reproduced")."""
+    out = {}
+    for ch, rows in table.groupby("ch.", sort=True):
+        paper = rows[(rows["rule"] != "") & ~rows["rule"].isin(rules.OWN_CLAIMS)]
+        claims = paper if len(paper) else rows[rows["rule"] == ""]
+        verdicts = list(claims["verdict"])
+        word = "reproduced" if len(paper) else "met"
+        shown = sum(v in rules.AGREES for v in verdicts)
+        out[int(ch)] = (rules.finding_holds(verdicts), f"{shown} of {len(verdicts)} {word}")
+    return out
+

@@ -176,7 +176,7 @@ def paper_series(paper: pd.DataFrame, edge: str, target: str) -> pd.DataFrame:
 
 
 #: legend names of the shipped organisms; any other model goes by its id's last part
-SHORT_NAMES = {"pretrained-organism": "pretrained organism", "organism": "tiny organism"}
+SHORT_NAMES = {"pretrained-organism": "pretrained organism", "gemma-organism": "Gemma organism", "organism": "tiny organism"}
 
 
 def model_name(model_id: str) -> str:

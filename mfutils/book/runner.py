@@ -2,7 +2,7 @@
 
     python -m mfutils all          # execute every chapter, then build the HTML
     python -m mfutils execute [NAME ...] [-p key value ...] [--params-file F]
-    python -m mfutils compare [NAME ...]  # the tiny organism's comparison run (notebooks/comparison.yaml)
+    python -m mfutils compare [NAME ...]  # the comparison model's run (notebooks/comparison.yaml)
     python -m mfutils html
     python -m mfutils check [NAME ...] [-p key value ...]   # dry run: parameters, model, data
     python -m mfutils readme        # the README's results at a glance, from results/
@@ -11,8 +11,8 @@ Each chapter runs in order, in a fresh kernel, with a time limit; a failure name
 chapter and the cell and stops the run (later chapters may read earlier results). Executed
 chapters go to ``book/chapters/``; per-chapter wall time and peak memory go to
 ``book/_timings.json``. Executing the whole book also runs the comparison: every chapter on the
-tiny organism with ``notebooks/comparison.yaml``'s parameters, its notebooks into
-``_executed/organism/`` and its results beside the book's in ``results/``, before the pages
+comparison model with ``notebooks/comparison.yaml``'s parameters, its
+notebooks into ``_executed/comparison/`` and its results beside the book's in ``results/``, before the pages
 that read both.
 """
 
@@ -243,7 +243,7 @@ def execute(names: list[str], parameters: dict, timeout: int, out: Path | None =
 
 
 #: where the comparison run's executed notebooks go (its results go to results/ as every run's)
-COMPARED = Path("_executed") / "organism"
+COMPARED = Path("_executed") / "comparison"
 
 
 def compare(names: list[str], timeout: int) -> list[dict]:
@@ -380,6 +380,16 @@ def _machine(e: dict) -> str:
     return ", ".join(parts)
 
 
+def _threads_words(threads) -> str:
+    """The benchmark's thread probe in words: ", 290 ms per forward pass on 1 thread, 168 ms on 2
+    (batch 64)"; an old record's plain count as ", 1 thread(s)"."""
+    if not isinstance(threads, list):
+        return f", {threads} thread(s)"
+    parts = [f"{r['median ms / forward']:.0f} ms on {r['threads']} thread{'s' * (r['threads'] > 1)}" for r in threads]
+    batch = {r.get("batch") for r in threads}
+    return ", median forward pass " + ", ".join(parts) + (f" (batch {batch.pop()})" if len(batch) == 1 else "")
+
+
 def write_environment_page(root: Path, env: dict | None = None) -> None:
     """The environment page from ``book/_timings.json`` (chapter runs) and, when ``make bench``
     has written it, ``book/_benchmark.json`` (naive versus incremental recomputation)."""
@@ -394,16 +404,21 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
              "probe (`mfutils.runs.machine`): chapters executed on different machines are compared through it.",
              "A chapter re-executed on another CPU can differ from its committed results in the sixth digit;",
              "bit-for-bit reruns hold on the same machine and packages.", "",
-             "| notebook | executed | seconds | peak memory (MB) | python · torch · transformers · machine |",
-             "|---|---|---|---|---|"]
+             "| notebook | executed | seconds | peak memory (MB) | probe (GFLOP/s per thread) | set-up |",
+             "|---|---|---|---|---|---|"]
+    setups: dict[str, str] = {}  # each machine and package set once, named by a letter
     for t in merged:
         e = t["environment"]
-        lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']} | {t['peak_rss_mb']} | {e['python']} · "
-                     f"{e['torch']} · {e['transformers']} · {_machine(e)} |")
+        setup = (f"{_machine({**e, 'matmul_gflops': None})}; python {e['python']}, torch {e['torch']}, "
+                 f"transformers {e['transformers']}")
+        key = setups.setdefault(setup, chr(ord("A") + len(setups)))
+        probe = f"{e['matmul_gflops']:g}" if e.get("matmul_gflops") else "—"
+        lines.append(f"| {t['chapter']} | {t['executed']} | {t['seconds']:,.0f} | {t['peak_rss_mb']:,} | {probe} | {key} |")
+    lines += [""] + [f"Set-up {key}: {setup}." for setup, key in setups.items()]
     total = sum(t["seconds"] for t in merged if not t["chapter"].endswith("(comparison)"))
     compared = sum(t["seconds"] for t in merged if t["chapter"].endswith("(comparison)"))
     lines += ["", f"The book: {total:.0f} s ({total / 60:.1f} min)."
-              + (f" The comparison run (rows marked *comparison*: the tiny organism, `notebooks/comparison.yaml`): "
+              + (f" The comparison run (rows marked *comparison*: the comparison model, `notebooks/comparison.yaml`): "
                  f"{compared:.0f} s ({compared / 60:.1f} min)." if compared else ""),
               "", "## Package versions (latest run)", "",
               "| package | version |", "|---|---|"]
@@ -414,7 +429,7 @@ def write_environment_page(root: Path, env: dict | None = None) -> None:
         m = b["machine"]
         lines += ["", "## Naive versus incremental recomputation (`make bench`)", "",
                   f"One run of `scripts/benchmark.py` on {b.get('measured', 'an unrecorded date')} (python {m['python']}, "
-                  f"torch {m['torch']}, {m['cpu']}, {b.get('threads', 1)} thread(s)): forward-equivalents per sample and "
+                  f"torch {m['torch']}, {m['cpu']}{_threads_words(b.get('threads', 1))}): forward-equivalents per sample and "
                   "wall time of each task, both engines on the same samples; the last column is the largest "
                   "difference of the answers' logit difference from the naive engine's.", "",
                   "| model | task | engine | forward-equivalents / sample | share of naive | seconds | max difference |",

@@ -558,3 +558,41 @@ def combine_met(verdicts: dict[str, str]) -> tuple[str, str]:
         else "not met"
     none = [k for k, v in verdicts.items() if v == "not met"]
     return verdict, ("not met in " + ", ".join(none)) if none else ""
+
+
+# -- whether a finding holds in a model (2026-12-06, before the Gemma organism's first run) --------
+#
+# The front page's "What changes between the two families" says per finding whether it holds in
+# both pretrained organisms, one or neither. The finding's paper claims decide (our own targets and
+# hypotheses, 04-fast and 01-qf, do not); chapter 0's baseline has no paper claims: its targets
+# decide there. A claim that could not be measured (not measurable, not run) counts for nothing.
+
+#: claims that are the book's own, not the paper's: a target (04-fast) and a hypothesis (01-qf)
+OWN_CLAIMS = ("04-fast",) + OWN_HYPOTHESES
+
+def finding_holds(verdicts: list[str]) -> str:
+    """*holds* (every measured claim reproduced or met, and none unmeasured), *in part* (some
+    measured claim reproduced, met or partly), *does not hold* (claims measured, none of them
+    showing the effect) or *not measured* (no claim measured), from one finding's verdicts."""
+    measured = [v for v in verdicts if v in AGREES + PARTLY + DISAGREES]
+    if not measured:
+        return "not measured"
+    if len(measured) == len(verdicts) and all(v in AGREES for v in measured):
+        return "holds"
+    if any(v in AGREES + PARTLY for v in measured):
+        return "in part"
+    return "does not hold"
+
+
+def between_families(states: dict[str, str]) -> str:
+    """One phrase comparing :func:`finding_holds`' states of two or more models (name -> state):
+    "holds in both", "in part in both", "holds in neither", or which model it holds in."""
+    values = set(states.values())
+    if len(values) == 1:
+        state = values.pop()
+        return {"holds": "holds in both", "in part": "in part in both", "does not hold": "holds in neither",
+                "not measured": "measured in neither", "not run": "run in neither"}.get(state, f"{state} in both")
+    held = [m for m, s in states.items() if s == "holds"]
+    if len(held) == 1:
+        return f"holds in {held[0]} only"
+    return "; ".join(f"{s} in {m}" for m, s in states.items())

@@ -1,0 +1,73 @@
+"""The front page's answer first: badges per finding and model, tallies kept apart by kind of
+row, every verdict word in use defined, the full table with its verdicts in their own columns."""
+
+from __future__ import annotations
+
+from mfutils.book import chapters, frontpage
+from mfutils.runs.results import RunWriter
+from tests.helpers import fill_declared
+
+
+def _finish(spec, verdicts):
+    w = RunWriter(spec)
+    w.write_json("results.json", {"verdicts": verdicts})
+    fill_declared(w)
+    w.finish()
+
+
+def _runs(tmp_path):
+    out = str(tmp_path)
+    book = chapters.chapter_spec("04_sparse_heads", output_dir=out)
+    other = chapters.chapter_spec("04_sparse_heads", output_dir=out, **chapters.comparison_overrides("04_sparse_heads"))
+    _finish(book, [{"claim": "A few heads", "rule": "04-sparse", "paper": "5%", "ours": "49%", "verdict": "reproduced"},
+                   {"claim": "Fast scorer", "rule": "04-fast", "paper": "—", "ours": "0.5", "verdict": "not met"}])
+    _finish(other, [{"claim": "A few heads", "rule": "04-sparse", "paper": "5%", "ours": "3%", "verdict": "not reproduced"}])
+    _finish(chapters.chapter_spec("00_behaviour", output_dir=out),
+            [{"claim": "follows the image", "paper": "—", "ours": "97%", "verdict": "met"}])
+    return out
+
+
+def test_tallies_keep_the_paper_claims_the_models_checks_and_our_own_claims_apart(tmp_path):
+    out = _runs(tmp_path)
+    book = chapters.summary_table(output_dir=out)
+    t = frontpage.tallies(book)
+    paper, checks, own = (t[k] for k in frontpage.KINDS)
+    assert paper["reproduced"] == 1 and paper["not run"] == 4  # chapters 1, 2, 3, 5 have no run
+    assert checks == {"met": 1}
+    assert own == {"not met": 1}
+    text = frontpage.tally_markdown(output_dir=out)
+    assert "the book's own claims: 1 not met" in text and "the model's own checks (chapter 0): 1 met" in text
+
+
+def test_the_glance_gives_each_finding_a_badge_per_model(tmp_path):
+    out = _runs(tmp_path)
+    g = frontpage.glance(output_dir=out)
+    text = repr(g)
+    assert "holds (1 of 1 reproduced)" in text and "does not hold (0 of 1 reproduced)" in text
+    assert "not run (no finished run)" in text
+    # the last column compares the models finding by finding
+    four = [line for line in text.splitlines() if line.lstrip().startswith("4 ·")][0]
+    assert four.rstrip().endswith("holds in SmolLM2 only")
+    html = g._repr_html_()
+    assert html.count('class="mf-badge"') == 12  # six findings x two models
+    assert frontpage.BETWEEN in text.splitlines()[0]
+    assert frontpage.COLOURS["holds"][0] in html and frontpage.COLOURS["does not hold"][0] in html
+
+
+def test_every_word_in_use_is_defined_and_no_other(tmp_path):
+    out = _runs(tmp_path)
+    words = frontpage.words_in_use(output_dir=out)
+    assert {"reproduced", "not reproduced", "met", "not met", "holds", "does not hold", "not run"} <= set(words)
+    assert "partly" not in words
+    legend = frontpage.legend(output_dir=out)
+    assert all(f"**{w}**" in legend for w in words) and "see the chapter" not in legend
+
+
+def test_the_claims_table_gives_each_model_a_verdict_column(tmp_path):
+    out = _runs(tmp_path)
+    t = frontpage.claims_table(output_dir=out)
+    head = repr(t).splitlines()[0]
+    assert "SmolLM2 organism: verdict" in head and "tiny organism: measured" in head
+    assert frontpage.PAPER_COLUMN.split(" (")[0] in head
+    row = [line for line in repr(t).splitlines() if "A few heads" in line][0]
+    assert "reproduced" in row and "49%" in row and "not reproduced" in row and "3%" in row
