@@ -233,7 +233,7 @@ def test_two_processes_filling_one_cache_at_once_both_succeed_and_a_failed_write
 def test_corrupt_or_mismatched_parts_are_refused(pretrained_parts, tmp_path, monkeypatch):
     copy = tmp_path / "parts"
     shutil.copytree(pretrained_parts[0], copy)
-    monkeypatch.setattr(po, "pretrained_dir", lambda: copy)
+    monkeypatch.setattr(po, "pretrained_dir", lambda model_id=po.PRETRAINED_ID: copy)
     monkeypatch.setattr(po, "cache_root", lambda: tmp_path / "cache")
     data = (copy / po.PARTS_FILE).read_bytes()
     (copy / po.PARTS_FILE).write_bytes(data[: len(data) // 2])

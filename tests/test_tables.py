@@ -53,3 +53,10 @@ def test_inline_prints_a_dict_as_a_sentence_part():
 
     assert inline({"paper instructions": 96, "held-out paraphrases": 192}) == "paper instructions 96, held-out paraphrases 192"
     assert inline({"image": np.float32(0.0018234), "text": 0.0181234, "none": None}) == "image 0.00182, text 0.0181, none —"
+
+
+def test_plain_words_replace_raw_names_only_as_whole_words():
+    from mfutils.book.tables import plain
+
+    assert plain("controls: image_only 1.00 → 0.75, text_only 1.00") == "controls: image-only 1.00 → 0.75, text-only 1.00"
+    assert plain("my_image_only_thing") == "my_image_only_thing"

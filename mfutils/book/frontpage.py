@@ -168,8 +168,11 @@ def claims_table(**overrides) -> _Badged:
     column) and what it measured. Rows as :func:`mfutils.book.chapters.comparison_table`."""
     from mfutils.book.chapters import comparison_table
 
+    from mfutils.book.tables import plain
+
     table = comparison_table(**overrides)
     models = [c for c in table.columns if c not in ("ch.", "claim", "paper")]
+    table = table.assign(**{c: table[c].map(plain) for c in ["claim", "paper"] + models})
     names = {c: c.split(" (")[0] for c in models}
     text = pd.DataFrame({"ch.": table["ch."], "claim": table["claim"], PAPER_COLUMN: table["paper"]})
     cells = [[str(r["ch."]), html.escape(str(r["claim"])), html.escape(str(r["paper"]))] for _, r in table.iterrows()]

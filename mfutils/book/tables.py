@@ -129,6 +129,19 @@ def _cell(v) -> str:
     return str(v)
 
 
+#: the result files' column and group names as a reader's words (the book's shared name map)
+WORDS = {"image_only": "image-only", "text_only": "text-only", "following_ratio": "following ratio",
+         "competitor_is_prior": "competitor is the prior", "pearson_r": "Pearson r", "n_failed": "failures",
+         "log_odds": "log-odds", "ci_low": "interval low", "ci_high": "interval high"}
+
+
+def plain(text: str) -> str:
+    """``text`` with every raw name of :data:`WORDS` (as a whole word) replaced by its words."""
+    import re
+
+    return re.sub(r"\b(" + "|".join(map(re.escape, WORDS)) + r")\b", lambda m: WORDS[m.group(1)], str(text))
+
+
 def inline(d: dict) -> str:
     """``{name: value}`` as one line of a sentence ("paper instructions 96, held-out paraphrases
     192"), each value as the book's tables print it (floats to 3 significant digits), so a page
