@@ -234,12 +234,17 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
 
 
+def ordered_verdicts(counts) -> list[str]:
+    """The verdicts of ``counts`` in the book's order (:data:`mfutils.findings.rules.VERDICT_ORDER`,
+    then "not run", then any other word alphabetically)."""
+    known = rules.VERDICT_ORDER + ("not run",)
+    return [v for v in known if v in counts] + sorted(set(counts) - set(known))
+
+
 def verdict_sentence(table: pd.DataFrame) -> str:
     """The summary table's verdicts as a sentence: "Of 20 claims, 3 are reproduced, …"."""
     counts = verdict_counts(table)
-    known = rules.VERDICT_ORDER + ("not run",)
-    order = [v for v in known if v in counts] + sorted(set(counts) - set(known))
-    parts = [f"{counts[v]} {v}" for v in order]
+    parts = [f"{counts[v]} {v}" for v in ordered_verdicts(counts)]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"**Of the {len(table)} claims below: {listed}.**"
 

@@ -1,4 +1,4 @@
-"""What changes between the two families: the same measurements read off each organism's finished runs.
+"""What changes between the book's two models: the same measurements read off each organism's finished runs.
 
 Nothing here runs a model: every cell comes from a chapter's ``results.json`` or curves for
 the parameters that model's run used (the book's defaults, or the comparison run's,
@@ -180,9 +180,13 @@ def arbitration_maps(**overrides) -> tuple[dict[str, pd.DataFrame], list[str]]:
 def finding_states(table: pd.DataFrame) -> dict[int, tuple[str, str]]:
     """Chapter number -> ``(state, count)`` for one model's :func:`mfutils.book.chapters.summary_table`:
     :func:`mfutils.findings.rules.finding_holds` over the chapter's paper claims (chapter 0: its
-    targets), and how many of them show the effect ("2 of 3 reproduced")."""
+    targets), and how many of them show the effect ("2 of 3 reproduced"); a chapter without a
+    finished run is ``("not run", "no finished run")``."""
     out = {}
     for ch, rows in table.groupby("ch.", sort=True):
+        if set(rows["verdict"]) == {"not run"}:
+            out[int(ch)] = ("not run", "no finished run")
+            continue
         paper = rows[(rows["rule"] != "") & ~rows["rule"].isin(rules.OWN_CLAIMS)]
         claims = paper if len(paper) else rows[rows["rule"] == ""]
         verdicts = list(claims["verdict"])

@@ -113,8 +113,6 @@ def glance(**overrides) -> _Badged:
         shown: dict[str, str] = {}
         for m in tables:
             state, count = states[m].get(ch.number, ("not run", "no finished run"))
-            if set(tables[m].loc[tables[m]["ch."] == ch.number, "verdict"]) == {"not run"}:
-                state, count = "not run", "no finished run"
             row_text[m] = f"{state} ({count})"
             row_cells.append(badge(state) + f'<br><span style="font-size:0.85em">{html.escape(count)}</span>')
             shown[m.split()[0]] = state
@@ -134,8 +132,9 @@ def tallies(table: pd.DataFrame) -> dict[str, Counter]:
 
 
 def _listed(counts: Counter) -> str:
-    order = [v for v in rules.VERDICT_ORDER + ("not run",) if v in counts] + sorted(set(counts) - set(rules.VERDICT_ORDER) - {"not run"})
-    return ", ".join(f"{counts[v]} {v}" for v in order) if counts else "none"
+    from mfutils.book.chapters import ordered_verdicts
+
+    return ", ".join(f"{counts[v]} {v}" for v in ordered_verdicts(counts)) if counts else "none"
 
 
 def tally_markdown(**overrides) -> str:
@@ -167,7 +166,6 @@ def claims_table(**overrides) -> _Badged:
     """Every claim: chapter, claim, the paper's value, and per model its verdict (a badge, its own
     column) and what it measured. Rows as :func:`mfutils.book.chapters.comparison_table`."""
     from mfutils.book.chapters import comparison_table
-
     from mfutils.book.tables import plain
 
     table = comparison_table(**overrides)

@@ -1,9 +1,10 @@
-"""The organism page's tables, from the shipped training records and chapter 0's result files."""
+"""The organism page's tables, from the shipped training records."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from mfutils.book.comparison import front_name  # noqa: F401  (the page names the models as the front page does)
 from mfutils.models import pretrained_organism as po
 from mfutils.models.training import parse_mix
 
@@ -17,8 +18,6 @@ def pretrained_table(model_ids: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One column per pretrained organism, one row per fact of its training record
     (``models/<folder>/training.json``): base model, origin, licence, tower, trained parts,
     training, mix, instruction sentences."""
-    from mfutils.book.comparison import front_name
-
     cols = {}
     for model_id in model_ids or shipped():
         org = po.organism(model_id)
@@ -50,17 +49,9 @@ def pretrained_table(model_ids: tuple[str, ...] | None = None) -> pd.DataFrame:
 
 def final_accuracy_table(model_ids: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Each pretrained organism's accuracy on its training's final held-out monitor, per group."""
-    from mfutils.book.comparison import front_name
-
     cols = {}
     for model_id in model_ids or shipped():
         final = po.record(model_id)["final_eval"]
         cols[f"{front_name(model_id)} ({final['items']} items)"] = final["accuracy"]
     return pd.DataFrame(cols).rename_axis("group").reset_index()
-
-
-def front_name(model_id: str) -> str:
-    from mfutils.book.comparison import front_name as name
-
-    return name(model_id)
 

@@ -14,15 +14,14 @@ from PIL import Image
 
 from mfutils.models.errors import CorruptCheckpointError, ModelNotAvailableError  # noqa: F401  (raised here)
 from mfutils.models.adapters import Adapter, adapter_for, registered_families
+from mfutils.models.pretrained_organism import GEMMA_ID, ORGANISMS, PRETRAINED_ID  # noqa: F401  (GEMMA_ID re-exported)
 from mfutils.runs.paths import organism_dir
 from mfutils.data.schema import Item
 
 ORGANISM_ID = "organism"
-#: The book's default model: SmolLM2-135M-Instruct inside a LLaVA (mfutils.models.pretrained_organism).
-PRETRAINED_ID = "pretrained-organism"
-#: The book's comparison model: Gemma-3-270M inside a LLaVA, built the same way.
-GEMMA_ID = "gemma-organism"
-PRETRAINED_IDS = (PRETRAINED_ID, GEMMA_ID)
+#: the pretrained organisms: the book's model (SmolLM2-135M-Instruct inside a LLaVA) and the
+#: Gemma-3-270M one built the same way
+PRETRAINED_IDS = tuple(ORGANISMS)
 SHIPPED_IDS = (ORGANISM_ID, *PRETRAINED_IDS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -96,6 +96,8 @@ def test_the_model_is_left_as_it_was(bundle, batch):
 def test_layers_and_hooks_are_restored_when_a_run_fails(bundle, batch):
     ad = bundle.adapter
     layers = list(ad.language_model.layers)
+    types = getattr(ad.language_model.config, "layer_types", None)
+    types = list(types) if types is not None else None
     clean = incremental.clean_run(bundle, batch)
 
     def boom(module, args, kwargs):
@@ -104,10 +106,11 @@ def test_layers_and_hooks_are_restored_when_a_run_fails(bundle, batch):
     handle = ad.layers[-1].register_forward_pre_hook(boom, with_kwargs=True)
     try:
         with pytest.raises(RuntimeError, match="boom"), scale_heads(ad, [(0, 0)], 0.0):
-            incremental.suffix_logits(bundle, clean, 0, 0)
+            incremental.suffix_logits(bundle, clean, 1, 0)  # from layer 1: the layer list (and its types) is cut
     finally:
         handle.remove()
     assert list(ad.language_model.layers) == layers and active_hook_count() == 0
+    assert getattr(ad.language_model.config, "layer_types", None) == types
 
 
 def test_knockouts_from_each_samples_own_start_equal_full_recomputation(bundle, batch):
