@@ -63,3 +63,29 @@ def test_our_own_hypothesis_is_kept_apart_from_the_papers_claims():
     paragraphs = verdict_paragraphs(v)
     assert not any("Agrees with the paper" in p for p in paragraphs)
     assert paragraphs[-1].startswith("**Our own hypothesis, beyond the paper.**") and "*met*" in paragraphs[-1]
+
+
+def test_ablation_harms_names_the_drops_at_or_above_its_threshold():
+    import pandas as pd
+
+    from mfutils.book.discussion import ablation_harms
+
+    effect = pd.DataFrame([{"target": "image", "MF clean": 0.61, "MF ablated": 0.45},
+                           {"target": "text", "MF clean": 0.62, "MF ablated": 0.62}])
+    controls = pd.DataFrame([{"measure": "image_only", "clean": 1.0, "ablated": 0.75},
+                             {"measure": "text_only", "clean": 1.0, "ablated": 0.97}])
+    (s,) = ablation_harms(effect, controls)
+    assert "image following 61% → 45%" in s and "image-only answers 100% → 75%" in s
+    assert "text following" not in s and "text-only" not in s
+    assert ablation_harms(effect.assign(**{"MF ablated": effect["MF clean"]}), controls.assign(ablated=1.0)) == []
+
+
+def test_the_discussion_writes_result_names_as_words():
+    import pandas as pd
+
+    from mfutils.book import discussion
+
+    v = pd.DataFrame([{"claim": "General ability survives", "ours": "image_only: 1.00 → 1.00", "rule": "05-general",
+                       "verdict": "reproduced"}])
+    text = discussion.what_this_run_shows("05_causal_interventions", v, [], "organism")
+    assert "image_only" not in text and "image-only: 1.00 → 1.00" in text

@@ -49,3 +49,15 @@ def test_the_pool_is_built_from_sentences_no_verdict_reads(tiny_bundle):
     # deterministic
     again = failures.failure_pool(spec, tiny_bundle)[1]
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_ablation_effect_counts_only_answers_from_the_other_modality_as_failures():
+    import pandas as pd
+
+    from mfutils.findings.inertia import ablation_effect
+
+    base = pd.DataFrame({"uid": list("abcde"), "target": ["image"] * 5, "decision": [1, 1, -1, -1, 0]})
+    ablated = base.assign(decision=[1, -1, 1, -1, 1])
+    (row,) = ablation_effect(base, ablated).to_dict(orient="records")
+    assert row["failures"] == 2 and row["answered neither"] == 1
+    assert row["repaired"] == 0.5 and row["broken"] == 0.5 and row["MF ablated"] == 0.6

@@ -14,7 +14,8 @@ Detectors take the tables the chapters already compute and return sentences (Mar
 - :func:`early_margin`: a lens margin that appears in the first quarter of depth;
 - :func:`early_heads`: arbitration heads all in the first quarter of depth;
 - :func:`non_monotonic`: a blocking curve that falls and then rises again;
-- :func:`negative_alpha_repairs`: removal or sign-flip (α ≤ 0) repairing more than α = 2.
+- :func:`negative_alpha_repairs`: removal or sign-flip (α ≤ 0) repairing more than α = 2;
+- :func:`ablation_harms`: mean-ablating the late MLPs lowers following or a single-modality control.
 """
 
 from __future__ import annotations
@@ -227,4 +228,23 @@ def what_this_run_shows(chapter: str, verdict: pd.DataFrame, anomalies: list[str
     if anomalies is not None:
         paras += anomalies or ["**Anomalies.** None of the anomaly rules that apply to this chapter fires on this run."]
     paras.append(f"**What would decide it on a real model.** {entry(chapter).decide}")
-    return "\n\n".join(paras)
+    from mfutils.book.tables import plain
+
+    return plain("\n\n".join(paras))  # result-file names reach the reader as words
+
+
+def ablation_harms(effect: pd.DataFrame, controls: pd.DataFrame) -> list[str]:
+    """Chapter 3's causal check read the other way: mean-ablating the late MLPs lowers the MF
+    ratio, or a single-modality control's accuracy, by at least ``ANOMALY["control_drop"]``.
+    ``effect``: :func:`mfutils.findings.inertia.ablation_effect`; ``controls``: rows
+    ``(measure, clean, ablated)``."""
+    drop = rules.ANOMALY["control_drop"]
+    parts = [f"{r['target']} following {r['MF clean']:.0%} → {r['MF ablated']:.0%}" for _, r in effect.iterrows()
+             if r["MF clean"] - r["MF ablated"] >= drop]
+    parts += [f"{r['measure'].replace('_', '-')} answers {r['clean']:.0%} → {r['ablated']:.0%}" for _, r in controls.iterrows()
+              if r["clean"] - r["ablated"] >= drop]
+    if not parts:
+        return []
+    return ["**What the late MLPs do instead.** Mean-ablating them lowers " + "; ".join(parts) + ": here the late "
+            "MLPs help write the answer itself, including answers from one modality alone, rather than resisting "
+            "the instruction."]

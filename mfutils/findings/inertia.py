@@ -80,17 +80,19 @@ def ablate_deep_mlps(bundle, items, means: dict[int, torch.Tensor], batch_size: 
 
 
 def ablation_effect(base: pd.DataFrame, ablated: pd.DataFrame) -> pd.DataFrame:
-    """Per direction: failures repaired and successes broken by an ablation, and the paired
-    change of the MF ratio. ``base``/``ablated``: :func:`mfutils.findings.evaluation.run_readouts` rows
+    """Per direction: failures (answered from the other modality) repaired and successes broken
+    by an ablation, and the paired change of the MF ratio. ``base``/``ablated``: :func:`mfutils.findings.evaluation.run_readouts` rows
     of the same items."""
     b = base.set_index("uid")["decision"]
     a = ablated.set_index("uid")["decision"].reindex(b.index)
     rows = []
     for target, idx in base.groupby("target")["uid"]:
         bb, aa = b[idx.to_numpy()], a[idx.to_numpy()]
-        failed, ok = bb != 1, bb == 1
+        # a failure answers from the other modality, as in the contributions' failed samples; a
+        # sample answered from neither is neither a failure to repair nor a success to break
+        failed, ok = bb == -1, bb == 1
         rows.append({"target": target, "n": len(bb), "MF clean": float(ok.mean()), "MF ablated": float((aa == 1).mean()),
-                     "failures": int(failed.sum()),
+                     "failures": int(failed.sum()), "answered neither": int((bb == 0).sum()),
                      "repaired": float((aa[failed] == 1).mean()) if failed.any() else float("nan"),
                      "broken": float((aa[ok] != 1).mean()) if ok.any() else float("nan")})
     return pd.DataFrame(rows)
@@ -147,7 +149,7 @@ def verdicts(meta: pd.DataFrame, tr, base: pd.DataFrame, ablated: pd.DataFrame, 
 
 def stage1_logits(meta: pd.DataFrame, trace, n_layers: int, n_boot: int) -> pd.DataFrame:
     """On failed samples, per direction: the lens logit of the following and of the competing
-    answer at each layer (the paper's stage 1, Figure A13), with bootstrap CIs.
+    answer at each layer (the paper's stage 1; rebuttal figure, our label A13), with bootstrap CIs.
 
     Columns: those of :func:`mfutils.findings.lens.summarize_layers` (``logit`` the mean), ``target``,
     ``quantity`` (``follow`` / ``comp``)."""

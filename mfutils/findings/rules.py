@@ -71,8 +71,12 @@ VERDICT_ORDER = AGREES + PARTLY + DISAGREES + UNMEASURED
 #: ``rise_tolerance``: a blocking curve that climbs this much (share of samples) above its lowest
 #: point so far is "not monotonic";
 #: ``artefact_repair``: removing or flipping the heads (α ≤ 0) that "repairs" this share of
-#: failures is reported as an artefact (it never counts as a repair).
-ANOMALY = {"early_depth": 0.25, "chance_margin": 0.05, "rise_tolerance": 0.05, "artefact_repair": 0.10}
+#: failures is reported as an artefact (it never counts as a repair);
+#: ``control_drop``: mean-ablating chapter 3's late MLPs lowers following or a single-modality
+#: control by this share (the 05-general threshold; added 2026-12-06, before the run it reads;
+#: descriptive, no verdict).
+ANOMALY = {"early_depth": 0.25, "chance_margin": 0.05, "rise_tolerance": 0.05, "artefact_repair": 0.10,
+           "control_drop": 0.10}
 #: Below a rule's threshold, still "partly": a share of failures repaired at α = 2 of at least
 #: this much (:func:`amplification_verdict`).
 PARTLY_REPAIR = 0.10
@@ -184,6 +188,10 @@ RULES: tuple[Rule, ...] = (
          "≥ 30 failures per direction; α = 2 minus α = 1 and minus α = 0 (removal), paired intervals above 0; "
          "< 5% of successes broken; partly from 10%"),
 )
+
+#: the paper's relative drop of the MF ratio when its ~5% arbitration heads are blocked (rule
+#: 05-block's paper column; chapter 5's figure marks it, no verdict reads it)
+PAPER_BLOCK_DROP = 0.60
 
 #: the amplification factor the verdict reads (others are shown, never chosen from)
 VERDICT_ALPHA = 2.0
