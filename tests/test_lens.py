@@ -128,3 +128,13 @@ def test_the_traces_decisions_are_the_clean_readouts(tiny_bundle):
     clean = run_readouts(tiny_bundle, items, batch_size=4)
     assert meta["uid"].tolist() == clean["uid"].tolist()
     assert meta["decision"].tolist() == clean["decision"].tolist()
+
+
+def test_group_tokens_are_the_groups_words_in_order(tiny_bundle):
+    from mfutils.findings.lens import group_tokens
+
+    item = synthetic.paper_conflicts(1, seed=1)[0]
+    words = group_tokens(tiny_bundle, item)
+    assert len(words) == len(encode(tiny_bundle, [item]).spans[0]["instruction"])
+    # (the tiny organism's word-level tokenizer lowercases)
+    assert "".join(words).replace(" ", "").lower() in item.instruction.replace(" ", "").lower()

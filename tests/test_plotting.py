@@ -77,3 +77,36 @@ def test_chapter0s_bars_are_grouped_by_condition_with_short_labels():
     assert [t.get_text() for t in panels[0].get_yticklabels()] == d[d["group"] == "held-out combinations"]["short"].tolist()
     plotting.check_readable(fig)
     plt.close(fig)
+
+
+def test_token_labels_are_words_never_blank():
+    from mfutils.book.plotting import token_label
+
+    assert [token_label(" focus"), token_label("\n"), token_label(" ")] == ["focus", "\\n", "(space)"]
+
+
+def _curve(edge, scale, n=8):
+    return pd.DataFrame([{"edge": edge, "target": t, "depth": (l + 0.5) / n, "log_odds": -scale * l / n}
+                         for t in ("image", "text") for l in range(n)])
+
+
+def _paper(edge, scale, n=8):
+    return pd.DataFrame([{"series": edge, "direction": plotting.direction_label(t), "layer": l, "depth": (l + 0.5) / n,
+                          "value": -scale * l / n} for t in ("image", "text") for l in range(n)])
+
+
+def test_a_paper_curve_ten_times_smaller_gets_its_own_axis_with_zero_aligned_unless_it_is_flat():
+    plotting.setup()
+    edge = "Vision -/-> Instruction"
+    fig = plotting.curves_vs_paper(_curve(edge, 10), _paper(edge, 1), [edge], value="log_odds")
+    twins = [ax for ax in fig.axes if ax.get_ylabel().startswith("paper")]
+    assert len(twins) == 1
+    ours = fig.axes[0]
+    zero = lambda ax: (0 - ax.get_ylim()[0]) / (ax.get_ylim()[1] - ax.get_ylim()[0])
+    assert abs(zero(ours) - zero(twins[0])) < 1e-9
+    assert ours.bbox.height / fig.dpi >= 0.9 * plotting.PANEL_IN - 1.0  # a panel's plotting area, minus its labels
+    # the same scales: one axis; a flat paper curve (|value| < PAPER_FLAT): one axis too
+    for paper in (_paper(edge, 10), _paper(edge, 0.01)):
+        fig = plotting.curves_vs_paper(_curve(edge, 10), paper, [edge], value="log_odds")
+        assert not [ax for ax in fig.axes if ax.get_ylabel().startswith("paper")]
+    plt.close("all")

@@ -15,7 +15,7 @@ def test_percentages_fold_their_interval_and_floats_are_short():
     out = tables.format_frame(df, percent=["following_ratio"], rename={"following_ratio": "following (95% CI)"})
     assert list(out.columns) == ["condition", "following (95% CI)", "margin", "n"]
     assert out.iloc[0].tolist() == ["conflict", "96.7% [93.1, 98.6]", "2.35", "30"]
-    assert out.iloc[1].tolist() == ["control", "—", "-1.2e-04", "12"]
+    assert out.iloc[1].tolist() == ["control", "—", "-0.00012", "12"]
     # large floats as whole numbers with separators, never in exponent notation
     assert [tables.fmt_number(x) for x in (3891.4, 999.44, -12345.6, 2917.0)] == ["3,891", "999", "-12,346", "2,917"]
 
@@ -60,3 +60,17 @@ def test_plain_words_replace_raw_names_only_as_whole_words():
 
     assert plain("controls: image_only 1.00 → 0.75, text_only 1.00") == "controls: image-only 1.00 → 0.75, text-only 1.00"
     assert plain("my_image_only_thing") == "my_image_only_thing"
+
+
+def test_raw_column_names_become_words_and_constant_columns_go_to_the_caption():
+    df = pd.DataFrame({"measure": ["image_only", "text_only", "MF image"], "n_failed": [3, 4, 5], "depth": [0.1, 0.2, 0.3],
+                       "draws": [50, 50, 50]})
+    t = tables.Table(df, caption="blocking")
+    assert "image_only" not in t._repr_html_() and "image-only" in t._repr_html_()
+    assert "<th>failures</th>" in t._repr_html_() and "<th>relative depth</th>" in t._repr_html_()
+    assert "<caption>blocking (every row: random draws 50)</caption>" in t._repr_html_()
+    assert repr(t).endswith("every row: random draws 50")
+    # two rows compare, they do not repeat: a short table keeps its columns
+    assert "random draws" in tables.Table(df.head(2))._repr_html_().split("</thead>")[0]
+    # words inside sentences stay words
+    assert tables.plain("at depth 0.78 over 50 draws") == "at depth 0.78 over 50 draws"

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # a kernel shows figures inline; a script witho
 import pandas as pd
 import seaborn as sns
 
+from mfutils.findings.rules import PAPER_FLAT
+
 #: One colour per modality across the whole book.
 PALETTE = {"image": "#1f77b4", "text": "#d62728", "Vision Following": "#1f77b4", "Text Following": "#d62728"}
 PAPER_STYLE = {"color": "0.45", "linestyle": "--", "linewidth": 1.4}
@@ -79,6 +81,12 @@ def example_panels(items: list, ncols: int = 2, wrap: int = 44):
         ax.set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def token_label(token: str) -> str:
+    """A token as a figure's tick label: its word without the leading space, or, for a token of
+    whitespace only, its escaped form (``"\\n"``) or ``(space)``, never an empty label."""
+    return token.strip() or repr(token)[1:-1].replace(" ", "") or "(space)"
 
 
 def direction_label(target: str) -> str:
@@ -185,49 +193,96 @@ def model_name(model_id: str) -> str:
     return SHORT_NAMES.get(model_id, str(model_id).rstrip("/").split("/")[-1])
 
 
+#: inches: a curve panel's least height, about 320 CSS px where the figure fills the page column
+PANEL_IN = 3.3
+#: when our curve's largest |value| is this many times the paper's (or the paper's ours), the
+#: paper's curve gets its own axis: on a shared one the smaller curve lies flat on zero
+OWN_AXIS_RATIO = 5.0
+
+
+def needs_own_axis(ours, paper) -> bool:
+    """Whether two curves' scales differ by :data:`OWN_AXIS_RATIO` or more (either way)."""
+    a, b = scale_of(ours), scale_of(paper)
+    return max(a, b) >= OWN_AXIS_RATIO * min(a, b)
+
+
+def align_zero(ax, other) -> None:
+    """Set ``other``'s y limits so that its zero sits at the height of ``ax``'s (twin axes)."""
+    lo, hi = ax.get_ylim()
+    olo, ohi = other.get_ylim()
+    lo, hi = min(lo, -1e-12), max(hi, 1e-12)
+    f = -lo / (hi - lo)  # where zero sits on ax, from the bottom
+    span = max(-olo / f if f > 0 else 0.0, ohi / (1 - f) if f < 1 else 0.0, 1e-12)
+    other.set_ylim(-f * span, (1 - f) * span)
+
+
 def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], value: str = "i_nssd",
                     ylabel: str = "I_NSSD (log ratio of binary p_follow)", title: str = "",
                     band: tuple[float, float] | None = None, model: str = "ours"):
-    """Grid: one row per edge, one column per direction; ours (solid, 95% CI band where the
-    curve has one) and the paper's (dashed grey, Qwen2.5-VL-7B) on relative depth. ``band``:
-    a relative-depth range to shade (a rule's pre-registered layer band); ``model``: the name
-    the legend gives our curves (:func:`model_name`).
-
-    The two directions of an edge share one y scale (a row), so their zeros sit at the same
-    height and compare by eye; edges differ by orders of magnitude, so rows scale apart."""
-    targets = ["image", "text"]
-    fig, axes = plt.subplots(len(edges), len(targets), figsize=(WIDTH, 1.45 * len(edges) + 1.1), sharex=True,
-                             sharey="row", squeeze=False)
-    for i, edge in enumerate(edges):
-        for j, target in enumerate(targets):
-            ax = axes[i, j]
-            c = curve[(curve["edge"] == edge) & (curve["target"] == target)].sort_values("depth")
-            if not c.empty:
-                lo, hi = ("ci_low", "ci_high") if value == "i_nssd" else (f"{value}_ci_low", f"{value}_ci_high")
-                ci = (lo, hi) if lo in c.columns else (None, None)
-                line_with_band(ax, c, "depth", value, *ci, label=model, color=PALETTE[target], marker="o",
-                               markersize=3)
-            if band is not None:
-                ax.axvspan(*band, color="0.85", alpha=0.5, linewidth=0)
-            p = paper_series(paper, edge, target)
-            if not p.empty:
-                ax.plot(p["depth"], p["value"], label="paper", **PAPER_STYLE)
-            ax.axhline(0, color="black", linewidth=0.6)
-            ax.set_title(f"{edge} · {direction_label(target)}", fontsize=MIN_FONT_PT + 0.5)
+    """One panel per edge (two per row, each :data:`PANEL_IN` tall), both directions in it: ours
+    solid (95% CI band where the curve has one), the paper's dashed in the same colour
+    (Qwen2.5-VL-7B), on relative depth. Where the two differ in scale by :data:`OWN_AXIS_RATIO`
+    or more, the paper's curves get their own right-hand axis with its zero aligned to ours (the
+    panel says so), so that both stay visible. ``band``: a relative-depth range to shade (a
+    rule's pre-registered layer band); ``model``: the name the legend gives our curves
+    (:func:`model_name`)."""
     from matplotlib.lines import Line2D
 
+    targets = ["image", "text"]
+    ncols = 2 if len(edges) > 1 else 1
+    nrows = -(-len(edges) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, PANEL_IN * nrows + 1.2), sharex=True, squeeze=False)
+    lo_col, hi_col = ("ci_low", "ci_high") if value == "i_nssd" else (f"{value}_ci_low", f"{value}_ci_high")
+    any_paper = False
+    for ax, edge in zip(axes.ravel(), edges):
+        ours = {t: curve[(curve["edge"] == edge) & (curve["target"] == t)].sort_values("depth") for t in targets}
+        theirs = {t: paper_series(paper, edge, t) for t in targets}
+        ours_values = pd.concat([c[value] for c in ours.values()])
+        paper_values = pd.concat([p["value"] for p in theirs.values()])
+        any_paper |= len(paper_values) > 0
+        # a paper curve that is flat (≈ 0 everywhere: the claim is "no effect") stays on our axis,
+        # where it is flat; magnified on its own, its reading noise would look like an effect
+        own = (len(paper_values) > 0 and scale_of(paper_values) >= PAPER_FLAT
+               and needs_own_axis(ours_values, paper_values))
+        pax = ax.twinx() if own else ax
+        for t in targets:
+            c = ours[t]
+            if not c.empty:
+                ci = (lo_col, hi_col) if lo_col in c.columns else (None, None)
+                line_with_band(ax, c, "depth", value, *ci, color=PALETTE[t], marker="o", markersize=3)
+            p = theirs[t]
+            if not p.empty:
+                pax.plot(p["depth"], p["value"], color=PALETTE[t], linestyle="--", linewidth=1.4, alpha=0.7)
+        if band is not None:
+            ax.axvspan(*band, color="0.85", alpha=0.5, linewidth=0)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title(f"{edge.replace(' -/-> ', '→')} cut", fontsize=MIN_FONT_PT + 1)
+        ax.xaxis.set_tick_params(labelbottom=True)
+        if own:
+            align_zero(ax, pax)
+            pax.grid(False)
+            pax.set_ylabel("paper (dashed), own scale", color="0.35")
+    spare = axes.ravel()[len(edges):]
+    for ax in spare:
+        ax.set_visible(False)
     handles = [Line2D([], [], color=PALETTE["image"], marker="o", markersize=3, label=f"{model}, vision following"),
-               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label=f"{model}, text following"),
-               Line2D([], [], label="paper (Qwen2.5-VL-7B)", **PAPER_STYLE)]
-    if paper.empty:
-        handles = handles[:2]
+               Line2D([], [], color=PALETTE["text"], marker="o", markersize=3, label=f"{model}, text following")]
+    if any_paper:
+        handles += [Line2D([], [], color=PALETTE["image"], linestyle="--", alpha=0.7, label="paper (Qwen2.5-VL-7B), vision"),
+                    Line2D([], [], color=PALETTE["text"], linestyle="--", alpha=0.7, label="paper (Qwen2.5-VL-7B), text")]
     fig.supxlabel("relative depth (layer / number of layers)")
     fig.supylabel(ylabel)
-    top = 1 - 0.75 / fig.get_size_inches()[1]  # room for the title and the legend above the grid
     if title:
-        fig.suptitle(title, y=0.995)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.35 / fig.get_size_inches()[1]),
-               ncol=3, frameon=False)
+        fig.suptitle(title)
+    if len(spare):  # the legend takes the grid's empty place
+        fig.tight_layout()
+        box = spare[0].get_position()
+        fig.legend(handles=handles, loc="center", bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2),
+                   ncol=1, frameon=False)
+        return fig
+    height = fig.get_size_inches()[1]
+    top = 1 - 0.75 / height  # room for the title and the legend above the grid
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.45 / height), ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, top))
     return fig
 
@@ -336,7 +391,7 @@ def patching_curves(curves: pd.DataFrame, fetch: dict | None = None, title: str 
     from mfutils.findings.rules import QF_FLIP, depth
 
     styles = {"instruction": {"linestyle": "-", "marker": "o"}, "last": {"linestyle": "--", "marker": "s"}}
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, PANEL_IN + 1.2), sharey=True)
     for ax, target in zip(axes, ["image", "text"]):
         for site, g in curves[curves["target"] == target].groupby("site"):
             g = g.sort_values("depth")
@@ -358,4 +413,99 @@ def patching_curves(curves: pd.DataFrame, fetch: dict | None = None, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def mlp_average(avg: pd.DataFrame, paper: pd.DataFrame, model: str):
+    """Chapter 3's average MLP contributions (its rebuttal figure, our label A12), 2 × 2: our two
+    directions (following solid, competitor dashed in black on top, so that a competitor equal to
+    the following curve still shows), the paper's curves on their own axis, and the difference
+    following − competitor per layer, ours and the paper's (the paper's on its own right-hand
+    axis when the scales differ; :func:`needs_own_axis`). ``avg``: rows ``(target, quantity
+    ∈ {follow, comp}, depth, value, ci_low, ci_high)``; ``paper``: A12's rows."""
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 2 * PANEL_IN + 1.0), sharex=True)
+    for ax, target in zip(axes[0], ["image", "text"]):
+        for q, style, colour, lw in (("follow", "-", PALETTE[target], 2.2), ("comp", "--", "black", 1.1)):
+            d = avg[(avg["target"] == target) & (avg["quantity"] == q)].sort_values("depth")
+            line_with_band(ax, d, "depth", "value", "ci_low", "ci_high", color=colour, linestyle=style, linewidth=lw,
+                           label="following answer" if q == "follow" else "competing answer")
+        ax.set_title(f"{model}\n{direction_label(target)}")
+        ax.legend(loc="upper left")
+    axes[0, 0].set_ylabel("MLP logit change")
+    series = {"follow": "MLP_Contrbution_Following_modality", "comp": "MLP_Contrbution_Competitor_modality"}
+    ax = axes[1, 0]
+    for q, style in (("follow", "-"), ("comp", "--")):
+        p = paper[paper["series"] == series[q]].sort_values("depth")
+        ax.plot(p["depth"], p["value"], color="0.35", linestyle=style,
+                label="following answer" if q == "follow" else "competing answer")
+    ax.set_title("paper (Qwen2.5-VL-7B), its own scale")
+    ax.set_ylabel("MLP logit change")
+    ax.legend(loc="upper left")
+    ax = axes[1, 1]
+    diffs = []
+    for target in ["image", "text"]:
+        d = avg[avg["target"] == target].pivot_table(index="depth", columns="quantity", values="value")
+        diffs.append(d["follow"] - d["comp"])
+        ax.plot(d.index, d["follow"] - d["comp"], color=PALETTE[target], marker="o", markersize=3,
+                label=f"{model}, {direction_label(target).lower()}")
+    f = paper[paper["series"] == series["follow"]].set_index("depth")["value"]
+    c = paper[paper["series"] == series["comp"]].set_index("depth")["value"]
+    gap = (f - c).dropna()
+    own = needs_own_axis(pd.concat(diffs), gap) and scale_of(gap) >= PAPER_FLAT
+    pax = ax.twinx() if own else ax
+    pax.plot(gap.index, gap.to_numpy(), color="0.35", linestyle="--", label="paper" + (" (right axis)" if own else ""))
+    ax.axhline(0, color="black", linewidth=0.6)
+    if own:
+        align_zero(ax, pax)
+        pax.grid(False)
+        pax.set_ylabel("paper, own scale", color="0.35")
+    ax.set_title("following − competing, per layer")
+    handles = ax.get_legend_handles_labels()[0] + (pax.get_legend_handles_labels()[0] if own else [])
+    ax.legend(handles=handles, loc="upper left")
+    for ax in axes[1]:
+        ax.set_xlabel("relative depth")
+    fig.tight_layout()
+    return fig
+
+
+def contributions_failed_followed(contrib: pd.DataFrame, paper: pd.DataFrame):
+    """Chapter 3's attention (solid) and MLP (dashed) contributions to the margin, per direction
+    (rows) on failed and followed samples (columns); on the failed panels the paper's curves for
+    its failed samples (rebuttal figure, our label A14) in grey, on their own right-hand axis
+    when their scale differs from ours (:func:`needs_own_axis`). ``contrib``: rows ``(target,
+    outcome, sublayer ∈ {attn, mlp}, quantity = margin, depth, value, ci_low, ci_high, n)``."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 2 * PANEL_IN + 1.2), sharex=True)
+    for i, target in enumerate(["image", "text"]):
+        for j, outcome in enumerate(["failed", "followed"]):
+            ax = axes[i, j]
+            mine = contrib[(contrib["target"] == target) & (contrib["outcome"] == outcome) & (contrib["quantity"] == "margin")]
+            for sub, style in (("attn", "-"), ("mlp", "--")):
+                d = mine[mine["sublayer"] == sub].sort_values("depth")
+                if len(d) and d["n"].iloc[0] > 0:
+                    line_with_band(ax, d, "depth", "value", "ci_low", "ci_high", color=PALETTE[target], linestyle=style)
+            if outcome == "failed":
+                p = paper[paper["direction"] == direction_label(target)]
+                own = len(p) and len(mine) and needs_own_axis(mine["value"], p["value"]) and scale_of(p["value"]) >= PAPER_FLAT
+                pax = ax.twinx() if own else ax
+                for series, style in (("Attention", "-"), ("MLP", "--")):
+                    s = p[p["series"] == series].sort_values("depth")
+                    pax.plot(s["depth"], s["value"], color="0.5", linestyle=style, linewidth=1.1)
+                if own:
+                    align_zero(ax, pax)
+                    pax.grid(False)
+                    pax.set_ylabel("paper (grey), own scale", color="0.35")
+            ax.axhline(0, color="black", linewidth=0.6)
+            n = int(mine["n"].iloc[0]) if len(mine) else 0
+            ax.set_title(f"{direction_label(target)}, {outcome} (n={n})")
+            if j == 0:
+                ax.set_ylabel("margin change (logit)")
+            if i == 1:
+                ax.set_xlabel("relative depth")
+    fig.legend(handles=[Line2D([], [], color="0.2", linestyle="-", label="attention"),
+                        Line2D([], [], color="0.2", linestyle="--", label="MLP"),
+                        Line2D([], [], color="0.5", linewidth=1.1, label="grey: paper, failed samples (Qwen2.5-VL-7B)")],
+               loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

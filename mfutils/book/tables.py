@@ -16,6 +16,7 @@ import html
 import math
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 #: the pair of columns holding a bootstrap interval, folded into the value they qualify
@@ -34,7 +35,10 @@ def fmt_number(x, digits: int = 3) -> str:
         return f"{int(x):,}"
     if abs(x) >= 10 ** digits:  # whole numbers with separators, never 3.89e+03
         return f"{round(x):,}"
-    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}"
+    if abs(x) >= 1e-3 or x == 0:
+        return f"{x:.{digits}g}"
+    # a reader reads 0.00035 where 3.5e-04 needs decoding: positional, two significant digits
+    return np.format_float_positional(x, precision=2, unique=False, fractional=False, trim="-")
 
 
 def fmt_percent(x, low=None, high=None) -> str:
@@ -74,6 +78,8 @@ def format_frame(df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | N
             out[col] = [fmt_number(v) for v in values]
         else:
             out[col] = [_cell(v) for v in values]
+    # result-file names reach the reader as words (the shared name map); a chapter's own names win
+    out = out.rename(columns={c: COLUMN_WORDS[c] for c in out.columns if c in COLUMN_WORDS and c not in (rename or {})})
     if rename:
         out = out.rename(columns=rename)
     return out.reset_index(drop=True)
@@ -93,14 +99,33 @@ def _html(shown: pd.DataFrame, caption: str | None) -> str:
     return f'<table class="mf-table">{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+def constant_columns(shown: pd.DataFrame, min_rows: int = 3) -> tuple[pd.DataFrame, str]:
+    """``(shown without its constant columns, "every row: name value; …")``: a column that holds
+    one value in every row of a table of ``min_rows`` or more says it once, in the caption. A
+    table of fewer rows keeps every column (two equal cells compare, they do not repeat)."""
+    if len(shown) < min_rows or shown.shape[1] < 2:
+        return shown, ""
+    const = [c for c in shown.columns if shown[c].nunique(dropna=False) == 1]
+    const = const[: shown.shape[1] - 1]  # a table keeps at least one column
+    if not const:
+        return shown, ""
+    return shown.drop(columns=const), "every row: " + "; ".join(f"{c} {shown[c].iloc[0]}" for c in const)
+
+
 class Table:
-    """A rendered table for ``display``: HTML for the page, aligned plain text for nbval."""
+    """A rendered table for ``display``: HTML for the page, aligned plain text for nbval.
+    Constant columns go into the caption (:func:`constant_columns`)."""
 
     def __init__(self, df: pd.DataFrame, percent: Iterable[str] = (), rename: dict | None = None,
                  columns: list[str] | None = None, caption: str | None = None):
         shown = format_frame(df, percent=tuple(percent), rename=rename, columns=columns)
+        shown, every = constant_columns(shown)
+        if every:
+            caption = f"{caption} ({every})" if caption else every
         self._html = _html(shown, caption)
         self._text = shown.to_string(index=False) if len(shown) else "(no rows)"
+        if every:
+            self._text += f"\n{every}"
 
     def _repr_html_(self) -> str:
         return self._html
@@ -126,13 +151,21 @@ def _cell(v) -> str:
         return fmt_number(v)
     if isinstance(v, (list, tuple)):
         return ", ".join(_cell(x) for x in v)
-    return str(v)
+    return plain(str(v))
 
 
 #: the result files' column and group names as a reader's words (the book's shared name map)
 WORDS = {"image_only": "image-only", "text_only": "text-only", "following_ratio": "following ratio",
          "competitor_is_prior": "competitor is the prior", "pearson_r": "Pearson r", "n_failed": "failures",
-         "log_odds": "log-odds", "ci_low": "interval low", "ci_high": "interval high"}
+         "log_odds": "Δ log-odds", "ci_low": "95% low", "ci_high": "95% high", "n_followed": "successes",
+         "top_overlap": "top-set overlap", "competitor_share": "answered the competitor", "other_share": "answered neither",
+         "measured_exactly": "measured exactly", "arbitration_head": "arbitration head", "random_mean": "random sets, mean",
+         "i_nssd": "I_NSSD", "sign_agreement": "sign agreement", "random_p2.5": "random sets, 2.5th percentile",
+         "random_p97.5": "random sets, 97.5th percentile", "top_ci_low": "95% low", "top_ci_high": "95% high"}
+
+#: column headers only (never applied inside sentences, where these are ordinary words)
+COLUMN_WORDS = {**WORDS, "depth": "relative depth", "draws": "random draws", "alpha": "α", "spearman": "Spearman",
+                "pearson": "Pearson", "top": "top heads"}
 
 
 def plain(text: str) -> str:

@@ -102,6 +102,14 @@ def _final_meta(chunk, answers, final: torch.Tensor) -> list[dict]:
     return rows
 
 
+def group_tokens(bundle, item, group: str = "instruction") -> list[str]:
+    """The tokens of ``item``'s ``group`` as text, in order: the words a per-token figure labels
+    its rows with (``"token k"`` of :func:`mfutils.findings.arbitration.ldar_table` is the k-th)."""
+    batch = encode(bundle, [item])
+    ids = batch.inputs["input_ids"][0]
+    return [bundle.tokenizer.decode([int(ids[p])]) for p in batch.spans[0][group]]
+
+
 @torch.no_grad()
 def group_reads(bundle, items, batch_size: int, group: str = "instruction") -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The lens at *every* token of ``group`` and the group's mean residual, at each layer's output.
