@@ -15,6 +15,9 @@ from mfutils.runs.results import RunWriter
 from tests.helpers import fill_declared
 
 
+#: the comparison run's model (notebooks/comparison.yaml)
+COMPARED = chapters.comparison_overrides("00_behaviour")["model_id"]
+
 def test_chapter_spec_reads_the_notebook_defaults_and_ignores_other_chapters_parameters():
     spec = chapters.chapter_spec("05_causal_interventions", n_random=3, window=5)
     assert spec.n_random == 3 and spec.n_samples == chapters.notebook_defaults("05_causal_interventions")["n_samples"]
@@ -45,14 +48,14 @@ def test_the_comparison_run_gets_its_own_column_judged_by_the_same_claims(tmp_pa
     book_spec = chapters.chapter_spec("02_deep_arbitration", output_dir=out)
     tiny = chapters.comparison_overrides("02_deep_arbitration")
     tiny_spec = chapters.chapter_spec("02_deep_arbitration", output_dir=out, **tiny)
-    assert tiny_spec.model_id == "organism" != book_spec.model_id and tiny_spec.run_dir() != book_spec.run_dir()
+    assert tiny_spec.model_id == COMPARED != book_spec.model_id and tiny_spec.run_dir() != book_spec.run_dir()
     for spec, ours in ((book_spec, "0.9 [0.8, 1.0]"), (tiny_spec, "0.1 [0.0, 0.2]")):
         w = RunWriter(spec)
         w.write_json("results.json", {"verdicts": [{"claim": "c", "paper": "p", "ours": ours, "verdict": "partly"}]})
         fill_declared(w)
         w.finish()
     table = chapters.comparison_table(output_dir=out)
-    labels = [chapters.MODEL_LABELS[book_spec.model_id], chapters.MODEL_LABELS["organism"]]
+    labels = [chapters.MODEL_LABELS[book_spec.model_id], chapters.MODEL_LABELS[COMPARED]]
     assert list(table.columns) == ["ch.", "claim", "paper"] + labels
     row = table[table["claim"] == "c"].iloc[0]
     assert (row[labels[0]], row[labels[1]]) == ("partly: 0.9 [0.8, 1.0]", "partly: 0.1 [0.0, 0.2]")
@@ -180,8 +183,8 @@ def test_what_changes_between_the_models_reads_each_models_runs_or_says_not_run(
     from mfutils.book import comparison
 
     table = comparison.pretraining_table(output_dir=str(tmp_path)).set_index("measurement")
-    assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS["organism"]]
-    assert list(table.loc["decoder layers"]) == ["30", "8"]
+    assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS[COMPARED]]
+    assert list(table.loc["decoder layers"]) == ["30", {"organism": "8", "gemma-organism": "18"}[COMPARED]]
     assert (table.drop(index="decoder layers") == "not run").all().all()
     assert comparison.pretraining_summary(output_dir=str(tmp_path)).startswith("Neither model")
     # the committed comparison run is read where it finished

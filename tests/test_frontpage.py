@@ -71,3 +71,12 @@ def test_the_claims_table_gives_each_model_a_verdict_column(tmp_path):
     assert frontpage.PAPER_COLUMN.split(" (")[0] in head
     row = [line for line in repr(t).splitlines() if "A few heads" in line][0]
     assert "reproduced" in row and "49%" in row and "not reproduced" in row and "3%" in row
+
+
+def test_the_front_page_names_both_models_from_the_comparison_parameters(monkeypatch):
+    from mfutils.book import comparison
+
+    monkeypatch.setattr(comparison, "comparison_overrides", lambda chapter: {"model_id": "gemma-organism"})
+    s = comparison.models_sentence()
+    assert s.startswith("The book's model is the **SmolLM2 organism**, a small LLaVA around SmolLM2-135M-Instruct")
+    assert "for comparison, runs the **Gemma organism**, the same build around Gemma-3-270M" in s

@@ -165,11 +165,25 @@ RAW_NAMES = ("competitor_is_prior", "following_ratio", "pearson_r", "n_failed", 
              "ci_low", "ci_high")
 
 
+#: a figure's least displayed width at a 1280-px window (CSS px): narrower, its 8-pt text shrinks below legibility
+MIN_FIGURE_PX = 600
+
+
 @pytest.mark.parametrize("page", toc_pages())
-def test_no_page_scrolls_sideways(site, browser, page):
+def test_no_page_scrolls_sideways_shows_raw_names_or_shrinks_a_figure(site, browser, page):
     browser.get(site + page + ".html")
     wide, view = browser.execute_script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert wide <= view, f"{page}: {wide} px wide in a {view} px window"
+    # what a reader sees (collapsed code cells are not seen) carries no raw column names
+    text = browser.find_element("css selector", "main").text
+    raw = [name for name in RAW_NAMES if name in text]
+    assert not raw, f"{page}: raw column names in the visible text: {raw}"
+    # every figure (an output image, not an icon or a badge) is shown at least MIN_FIGURE_PX wide
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('main .cell_output img, main figure img')]"
+        ".filter(i => i.naturalWidth >= 600).map(i => [i.getAttribute('src'), i.getBoundingClientRect().width])")
+    narrow = [(src, round(w)) for src, w in shown if w < MIN_FIGURE_PX]
+    assert not narrow, f"{page}: figures shown under {MIN_FIGURE_PX} px wide: {narrow}"
 
 
 def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, browser):

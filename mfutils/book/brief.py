@@ -82,7 +82,8 @@ def meaning(rule_id: str, verdict: str, ours: str) -> str:
     if verdict in rules.AGREES:
         return f"As in the paper: {holds}."
     if verdict in rules.PARTLY:
-        return f"In part: {holds}, but not in full size or not in both directions. Measured: {ours}."
+        return (f"Only in part ({holds}): the effect points the paper's way but falls short of the rule's size, "
+                f"or holds in one direction only. Measured: {ours}.")
     if verdict in rules.DISAGREES:
         return f"Departs from the paper: {departs}. Measured: {ours}."
     return f"No verdict either way: {ours}."

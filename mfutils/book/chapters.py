@@ -60,15 +60,15 @@ REGISTRY: tuple[Chapter, ...] = (
             gist="The model answers from the modality the instruction names (the baseline every finding needs)",
             decide="Chapter 0 is the gate for the rest: on a real MLLM, run it with the family's parameter file and the paper's items (`data` = a file from `../shared/data`); a model that does not follow the instruction on most filtered conflicts cannot show how it arbitrates. The paper's item counts per model (its filter's yield) are the only public baseline."),
     Chapter("01_shallow_routing", 1, RoutingSpec, "Shallow routing into the instruction anchors", "finding 1",
-            "Figures 2–3 (attention knockout), rebuttal Figures A1–A3, A7–A10",
+            "Figures 2 and 3(a) (attention knockout; the authors' rebuttal figures, our labels A1–A3) and two position controls (A8, A9)",
             gist="Early attention routes image and text cues into the instruction tokens, whichever modality is named",
             decide="Run this chapter on Qwen2.5-VL-7B (`notebooks/params/qwen2.5-vl-7b.yaml`), the model the paper's curves come from, with `window` 3: the paper's routes into the instruction tokens either appear at depth 0.45–0.60 with confidence intervals that exclude zero, beating the routes that bypass them, or they do not."),
     Chapter("02_deep_arbitration", 2, ArbitrationSpec, "Deep arbitration", "finding 2",
-            "the logit lens at the last position (A11) and LDAR at the instruction tokens",
+            "the logit lens at the last position (rebuttal figure, our label A11) and LDAR at the instruction tokens",
             gist="Deep attention layers resolve the conflict as the instruction says",
             decide="On Qwen2.5-VL-7B the paper reports a lens margin near zero until depth 0.65 and LDAR above 95% at the instruction tokens in deep layers. Re-running this chapter there, with the chance baseline and the failed samples this chapter adds, tells whether that LDAR is more than the following ratio itself."),
     Chapter("03_mlp_inertia", 3, InertiaSpec, "MLP inertia", "finding 3",
-            "MLP contributions on average (A12) and on failed samples (A13–A14)",
+            "MLP contributions on average and on failed samples (rebuttal figures, our labels A12–A14)",
             gist="MLP layers push against the instructed answer",
             decide="The claim is about failed samples, so it needs a model that fails often enough under the paper's own instructions: at least 30 failures per direction on the paper's items. The causal check (mean-ablating the late MLPs) then says whether the MLPs' push against the answer is the cause of failure or a correlate."),
     Chapter("04_sparse_heads", 4, HeadsSpec, "Sparse arbitration heads", "finding 4",
@@ -303,4 +303,6 @@ def plain_summary(verdict: pd.DataFrame) -> str:
         if groups.get(label):
             parts.append(f"*{label.capitalize()}:* " + "; ".join(c.rstrip(".") for c in groups[label]) + ".")
     parts += [f"*Our own hypothesis ({r.rule}), apart from the paper's claims: {r.verdict}.*" for r in own.itertuples()]
-    return " ".join(parts)
+    from mfutils.book.tables import plain
+
+    return plain(" ".join(parts))

@@ -83,6 +83,22 @@ def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
 FRONT_NAMES = {"pretrained-organism": "SmolLM2 organism", "gemma-organism": "Gemma organism", "organism": "tiny organism"}
 
 
+#: what each model is, in one phrase, for the front page's sentences that name the models
+DESCRIPTIONS = {
+    "pretrained-organism": "a small LLaVA around SmolLM2-135M-Instruct, a pretrained, instruction-tuned language model",
+    "gemma-organism": "the same build around Gemma-3-270M, a pretrained base model of another family (Google's), "
+                      "not instruction-tuned",
+    "organism": "an 8-layer language model trained from scratch on the conflicts alone",
+}
+
+
+def models_sentence(**overrides) -> str:
+    """The front page's sentence naming the book's model and the comparison model, with what each is."""
+    book, compared = _models(overrides)
+    name = lambda m: f"**{front_name(m)}**" + (f", {DESCRIPTIONS[m]}" if m in DESCRIPTIONS else "")
+    return f"The book's model is the {name(book)}; beside it, for comparison, runs the {name(compared)}."
+
+
 def front_name(model_id: str) -> str:
     from mfutils.book.plotting import model_name
 
