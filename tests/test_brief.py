@@ -21,8 +21,10 @@ def test_each_verdict_reads_as_agreement_part_departure_or_none():
     assert dep.startswith("Departs from the paper: the last position reads the image directly") and "8.54" in dep
     assert brief.meaning("05-block", "partly", "drop 20%").startswith("Only in part (blocking a few heads") and "drop 20%" in brief.meaning("05-block", "partly", "drop 20%")
     assert brief.meaning("03-fail-text", "not measurable", "only 5 failures") == "No verdict either way: only 5 failures."
-    # chapter 0's checks have no rule id
-    assert brief.meaning("", "met", "98%").startswith("As in the paper: the model is a fair stand-in")
+    # chapter 0's checks have no rule id; they and the book's own claims never read "as in the paper"
+    assert brief.meaning("", "met", "98%").startswith("Met (the book's own check, not the paper's): the model is a fair")
+    assert brief.meaning("01-qf", "met", "x").startswith("Met (the book's own claim, not the paper's): the last position reads")
+    assert brief.meaning("04-fast", "not met", "0.53").startswith("Not met (the book's own claim): the cheap scorer")
 
 
 def test_the_brief_counts_the_claims_shows_badges_and_no_raw_names():

@@ -79,6 +79,11 @@ BASELINE = ("the model is a fair stand-in for the paper's models on this check",
 def meaning(rule_id: str, verdict: str, ours: str) -> str:
     """One sentence: what ``verdict`` on the claim of ``rule_id`` means for the paper's story."""
     holds, departs = STORY.get(rule_id, BASELINE)
+    if rule_id in rules.OWN_CLAIMS or rule_id not in STORY:  # the book's own claims and chapter 0's checks
+        if verdict in rules.AGREES:
+            return f"Met (the book's own {'check' if rule_id not in STORY else 'claim'}, not the paper's): {holds}."
+        if verdict in rules.DISAGREES:
+            return f"Not met (the book's own {'check' if rule_id not in STORY else 'claim'}): {departs}. Measured: {ours}."
     if verdict in rules.AGREES:
         return f"As in the paper: {holds}."
     if verdict in rules.PARTLY:
