@@ -258,6 +258,8 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_title(f"{edge.replace(' -/-> ', '→')} cut", fontsize=MIN_FONT_PT + 1)
         ax.xaxis.set_tick_params(labelbottom=True)
+        for a in {ax, pax}:  # an offset ("1e-5") above the axis would sit on the panel's title
+            a.ticklabel_format(axis="y", style="plain", useOffset=False)
         if own:
             align_zero(ax, pax)
             pax.grid(False)
@@ -275,7 +277,7 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
     if title:
         fig.suptitle(title)
     if len(spare):  # the legend takes the grid's empty place
-        fig.tight_layout()
+        fig.tight_layout(h_pad=1.6)
         box = spare[0].get_position()
         fig.legend(handles=handles, loc="center", bbox_to_anchor=(box.x0 + box.width / 2, box.y0 + box.height / 2),
                    ncol=1, frameon=False)
@@ -283,7 +285,7 @@ def curves_vs_paper(curve: pd.DataFrame, paper: pd.DataFrame, edges: list[str], 
     height = fig.get_size_inches()[1]
     top = 1 - 0.75 / height  # room for the title and the legend above the grid
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, top + 0.45 / height), ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.tight_layout(rect=(0, 0, 1, top), h_pad=1.6)
     return fig
 
 
