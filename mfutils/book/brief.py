@@ -41,7 +41,7 @@ STORY = {
               "cues into the constraint sentence matter too, so the routing is not specific to the instruction"),
     "01-qf": ("the last position reads which modality the instruction names, then fetches that modality's cue",
               "the instruction is not read before the cue is fetched"),
-    "02-emerge": ("the decision is made deep: the answer becomes legible only in the deep layers, as in the paper",
+    "02-emerge": ("the decision is made deep: the answer becomes legible only in the deep layers",
                   "the decision does not wait for the deep layers"),
     "02-ldar": ("the instruction tokens carry the decision in the deep layers",
                 "the instruction tokens do not carry a decision that the lens can read better than a constant guess"),
