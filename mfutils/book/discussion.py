@@ -241,7 +241,9 @@ def ablation_harms(effect: pd.DataFrame, controls: pd.DataFrame) -> list[str]:
     drop = rules.ANOMALY["control_drop"]
     parts = [f"{r['target']} following {r['MF clean']:.0%} → {r['MF ablated']:.0%}" for _, r in effect.iterrows()
              if r["MF clean"] - r["MF ablated"] >= drop]
-    parts += [f"{r['measure'].replace('_', '-')} answers {r['clean']:.0%} → {r['ablated']:.0%}" for _, r in controls.iterrows()
+    from mfutils.book.tables import plain
+
+    parts += [f"{plain(r['measure'])} answers {r['clean']:.0%} → {r['ablated']:.0%}" for _, r in controls.iterrows()
               if r["clean"] - r["ablated"] >= drop]
     if not parts:
         return []
