@@ -182,11 +182,11 @@ def test_the_prior_split_serves_chapters_0_and_3():
 def test_what_changes_between_the_models_reads_each_models_runs_or_says_not_run(tmp_path):
     from mfutils.book import comparison
 
-    table = comparison.pretraining_table(output_dir=str(tmp_path)).set_index("measurement")
+    table = comparison.depth_table(output_dir=str(tmp_path)).set_index("measurement")
     assert list(table.columns) == [chapters.MODEL_LABELS["pretrained-organism"], chapters.MODEL_LABELS[COMPARED]]
     assert list(table.loc["decoder layers"]) == ["30", {"organism": "8", "gemma-organism": "18"}[COMPARED]]
     assert (table.drop(index="decoder layers") == "not run").all().all()
-    assert comparison.pretraining_summary(output_dir=str(tmp_path)).startswith("Neither model")
+    assert comparison.depth_summary(output_dir=str(tmp_path)).startswith("Neither model")
     # the committed comparison run is read where it finished
     tiny = comparison.measurements(chapters.comparison_overrides)
     assert tiny["arbitration heads (ch. 4's rule): where they sit"].endswith(")") and "not run" not in tiny.values()

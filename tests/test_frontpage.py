@@ -54,6 +54,17 @@ def test_the_glance_gives_each_finding_a_badge_per_model(tmp_path):
     assert frontpage.COLOURS["holds"][0] in html and frontpage.COLOURS["does not hold"][0] in html
 
 
+def test_the_families_table_has_a_row_per_paper_finding_saying_where_it_holds(tmp_path):
+    out = _runs(tmp_path)
+    t = frontpage.between_table(output_dir=out).set_index("finding")
+    assert len(t) == 5 and not any(f.startswith("0 ·") for f in t.index)
+    four = t.loc[[f for f in t.index if f.startswith("4 ·")][0]]
+    assert four["between the families"] == "holds in SmolLM2 only"
+    assert four.iloc[0] == "holds (1 of 1 reproduced)" and four.iloc[1] == "does not hold (0 of 1 reproduced)"
+    one = t.loc[[f for f in t.index if f.startswith("1 ·")][0]]
+    assert one["between the families"] == "run in neither"
+
+
 def test_every_word_in_use_is_defined_and_no_other(tmp_path):
     out = _runs(tmp_path)
     words = frontpage.words_in_use(output_dir=out)

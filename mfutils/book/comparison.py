@@ -62,7 +62,7 @@ def readings(params_for: Callable[[str], dict]) -> dict:
 
 
 def depths(params_for: Callable[[str], dict]) -> dict[str, float | None]:
-    """The relative depths the sentences of :func:`pretraining_summary` compare: where the lens
+    """The relative depths the sentences of :func:`depth_summary` compare: where the lens
     margin emerges (per direction), the median arbitration head, and the knockout that moves
     the answer most (per direction); ``None`` where the chapter has no finished run."""
     import numpy as np
@@ -111,7 +111,7 @@ def _models(overrides: dict) -> tuple[str, str]:
     return book, comparison_overrides("00_behaviour").get("model_id", "comparison")
 
 
-def pretraining_summary(**overrides) -> str:
+def depth_summary(**overrides) -> str:
     """Two or three sentences, in Markdown, saying from the measurements where the book's model
     and the comparison model differ in depth (generated, never typed)."""
     book = depths(lambda ch: overrides)
@@ -161,7 +161,7 @@ def measurements(params_for: Callable[[str], dict]) -> dict[str, str]:
     return out
 
 
-def pretraining_table(**overrides) -> pd.DataFrame:
+def depth_table(**overrides) -> pd.DataFrame:
     """One row per measurement, one column per model: the book's run (its defaults plus
     ``overrides``) and the comparison run."""
     book_id, compared = _models(overrides)

@@ -123,6 +123,30 @@ def glance(**overrides) -> _Badged:
     return _Badged(pd.DataFrame(text_rows), cells, css="mf-glance")
 
 
+def between_table(**overrides) -> pd.DataFrame:
+    """One row per paper finding (chapters 1-5): its state in each model and whether it holds in
+    both, one or neither (:func:`mfutils.findings.rules.between_families`), as plain text for the
+    front page's section comparing the two families."""
+    from mfutils.book.chapters import REGISTRY
+    from mfutils.book.comparison import finding_states
+
+    tables = _tables(overrides)
+    states = {m: finding_states(t) for m, t in tables.items()}
+    rows = []
+    for ch in REGISTRY:
+        if ch.number == 0:  # the models' own checks, not a finding of the paper's
+            continue
+        row = {"finding": f"{ch.number} · {ch.title}"}
+        shown = {}
+        for m in tables:
+            state, count = states[m].get(ch.number, ("not run", "no finished run"))
+            row[m] = f"{state} ({count})"
+            shown[m.split()[0]] = state
+        row["between the families"] = rules.between_families(shown)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def tallies(table: pd.DataFrame) -> dict[str, Counter]:
     """Kind of row (:data:`KINDS`) -> verdict counts, for one model's summary table."""
     out: dict[str, Counter] = {k: Counter() for k in KINDS}
