@@ -78,7 +78,10 @@ def test_the_claims_table_gives_each_model_a_verdict_column(tmp_path):
     out = _runs(tmp_path)
     t = frontpage.claims_table(output_dir=out)
     head = repr(t).splitlines()[0]
-    assert "SmolLM2 organism: verdict" in head and "tiny organism: measured" in head
+    from mfutils.book.comparison import front_name
+
+    compared = front_name(chapters.comparison_overrides("04_sparse_heads")["model_id"])
+    assert "SmolLM2 organism: verdict" in head and f"{compared}: measured" in head
     assert frontpage.PAPER_COLUMN.split(" (")[0] in head
     row = [line for line in repr(t).splitlines() if "A few heads" in line][0]
     assert "reproduced" in row and "49%" in row and "not reproduced" in row and "3%" in row
