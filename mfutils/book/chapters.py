@@ -288,7 +288,10 @@ def write_glance(readme: Path | None = None) -> bool:
 def commands_markdown(overrides: dict) -> str:
     """One command per chapter that re-runs it with the front page's parameters."""
     lines = [f"{reproduce_command(c.name, overrides)}   # {c.heading}" for c in REGISTRY]
-    return "Re-run a chapter:\n\n```bash\n" + "\n".join(lines) + "\n```"
+    compared = comparison_overrides(REGISTRY[0].name).get("model_id", "the comparison model")
+    return ("Re-run a chapter:\n\n```bash\n" + "\n".join(lines) + "\n```\n\n"
+            f"and the same chapter on the comparison model ({compared}, with `{COMPARISON}`'s parameters): "
+            f"`python -m mfutils compare {REGISTRY[-1].name[:2]}`.")
 
 
 def plain_summary(verdict: pd.DataFrame) -> str:

@@ -374,7 +374,9 @@ def route_map(maps: dict[str, pd.DataFrame], marks: pd.DataFrame | None = None, 
             ax.set_yticklabels([e.replace(" -/-> ", "→") for e in edges])
             ax.set_xlim(0, 1)
             ax.grid(False)
-            ax.set_title(f"{name} · {direction_label(target)}", fontsize=MIN_FONT_PT + 1)
+            # side by side, two models' one-line titles run into each other (seen on the front page)
+            sep = "\n" if len(names) > 1 else " · "
+            ax.set_title(f"{name}{sep}{direction_label(target)}", fontsize=MIN_FONT_PT + 1)
             if i == 1:
                 ax.set_xlabel("relative depth")
     # pad: the colour bar must not cover the right panel's last depth tick
