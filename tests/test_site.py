@@ -212,7 +212,7 @@ def test_front_page_shows_the_generated_summary_and_is_screenshotted(site, brows
     compared = comparison_overrides("00_behaviour")["model_id"]
     assert {f"{MODEL_LABELS[m].split(' (')[0]}: verdict" for m in ("pretrained-organism", compared)} <= set(heads), \
         "one verdict column per model"
-    assert "What changes between the two models" in text
+    assert "What changes between the two families" in text
     assert "not run" not in cells, "a chapter has no finished results for the book's parameters"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "index.png"))
