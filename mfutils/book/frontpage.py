@@ -101,49 +101,48 @@ def glance(**overrides) -> _Badged:
     """One line per finding: its gist; per model, a badge (holds / in part / does not hold) with
     the count of its paper claims that show the effect; and whether it holds in both models, one
     or neither (:func:`mfutils.findings.rules.between_families`)."""
+    text_rows, cells = [], []
+    for ch, per_model, between in _finding_states(overrides):
+        row_text = {"finding": f"{ch.number} · {ch.gist}"}
+        row_cells = [f'<a href="chapters/{ch.name}.html">{html.escape(ch.title)}</a>: {html.escape(ch.gist)}']
+        for m, (state, count) in per_model.items():
+            row_text[m] = f"{state} ({count})"
+            row_cells.append(badge(state) + f'<br><span style="font-size:0.85em">{html.escape(count)}</span>')
+        row_text[BETWEEN] = between
+        row_cells.append(html.escape(between))
+        text_rows.append(row_text)
+        cells.append(row_cells)
+    return _Badged(pd.DataFrame(text_rows), cells, css="mf-glance")
+
+
+def _finding_states(overrides: dict) -> list[tuple]:
+    """Per chapter of the registry: ``(chapter, {model: (state, count)}, between)``, the state
+    from :func:`mfutils.book.comparison.finding_states` ("not run" without a finished run) and
+    ``between`` from :func:`mfutils.findings.rules.between_families`."""
     from mfutils.book.chapters import REGISTRY
     from mfutils.book.comparison import finding_states
 
     tables = _tables(overrides)
-    states = {m: finding_states(t) for m, t in tables.items()}  # (state, count) per chapter
-    text_rows, cells = [], []
+    states = {m: finding_states(t) for m, t in tables.items()}
+    out = []
     for ch in REGISTRY:
-        row_text = {"finding": f"{ch.number} · {ch.gist}"}
-        row_cells = [f'<a href="chapters/{ch.name}.html">{html.escape(ch.title)}</a>: {html.escape(ch.gist)}']
-        shown: dict[str, str] = {}
-        for m in tables:
-            state, count = states[m].get(ch.number, ("not run", "no finished run"))
-            row_text[m] = f"{state} ({count})"
-            row_cells.append(badge(state) + f'<br><span style="font-size:0.85em">{html.escape(count)}</span>')
-            shown[m.split()[0]] = state
-        row_text[BETWEEN] = rules.between_families(shown)
-        row_cells.append(html.escape(row_text[BETWEEN]))
-        text_rows.append(row_text)
-        cells.append(row_cells)
-    return _Badged(pd.DataFrame(text_rows), cells, css="mf-glance")
+        per_model = {m: states[m].get(ch.number, ("not run", "no finished run")) for m in tables}
+        between = rules.between_families({m.split()[0]: state for m, (state, _) in per_model.items()})
+        out.append((ch, per_model, between))
+    return out
 
 
 def between_table(**overrides) -> pd.DataFrame:
     """One row per paper finding (chapters 1-5): its state in each model and whether it holds in
     both, one or neither (:func:`mfutils.findings.rules.between_families`), as plain text for the
     front page's section comparing the two families."""
-    from mfutils.book.chapters import REGISTRY
-    from mfutils.book.comparison import finding_states
-
-    tables = _tables(overrides)
-    states = {m: finding_states(t) for m, t in tables.items()}
     rows = []
-    for ch in REGISTRY:
+    for ch, per_model, between in _finding_states(overrides):
         if ch.number == 0:  # the models' own checks, not a finding of the paper's
             continue
-        row = {"finding": f"{ch.number} · {ch.title}"}
-        shown = {}
-        for m in tables:
-            state, count = states[m].get(ch.number, ("not run", "no finished run"))
-            row[m] = f"{state} ({count})"
-            shown[m.split()[0]] = state
-        row["between the families"] = rules.between_families(shown)
-        rows.append(row)
+        rows.append({"finding": f"{ch.number} · {ch.title}",
+                     **{m: f"{state} ({count})" for m, (state, count) in per_model.items()},
+                     "between the families": between})
     return pd.DataFrame(rows)
 
 
