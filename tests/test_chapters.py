@@ -125,12 +125,14 @@ def test_the_unseen_phrasing_view_reads_without_nan():
 
     p = pd.DataFrame([
         {"direction": "image", "instruction": "Ignore the text.", "n": 50, "following_ratio": 0.96,
-         "ci_low": 0.9, "ci_high": 1.0, "note": ""},
+         "ci_low": 0.9, "ci_high": 1.0, "competitor_share": 0.04, "note": ""},
         {"direction": "text", "instruction": "Believe the text.", "n": 50, "following_ratio": float("nan"),
-         "ci_low": float("nan"), "ci_high": float("nan"), "note": "cannot be read: no token for 'Believe'"},
+         "ci_low": float("nan"), "ci_high": float("nan"), "competitor_share": float("nan"),
+         "note": "cannot be read: no token for 'Believe'"},
     ])
     v = phrasing_view(p)
     assert list(v["followed"]) == ["96% [90%, 100%] of 50", "cannot be read: no token for 'Believe'"]
+    assert list(v["from the other modality"]) == ["4%", ""]
     assert "nan" not in v.to_html(index=False).lower()
 
 

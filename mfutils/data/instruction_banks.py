@@ -375,3 +375,18 @@ def phrasings_for(model_id: str) -> dict[str, dict[str, list[str]]]:
     from mfutils.models.pretrained_organism import ORGANISMS
 
     return PRETRAINED_PHRASINGS if model_id in ORGANISMS else PARAPHRASES
+
+
+def core_training_sentences(model_id: str) -> dict[str, tuple[str, ...]]:
+    """``{target: sentences}``: one sentence per template of the bank chapter 00's held-out
+    combinations draw their instructions from (:func:`phrasings_for`), for reading them one by one.
+
+    The pretrained organisms: the 14 templates of their core bank, each with the plain words
+    "image" and "text" (their held-out combinations ask them with every word of
+    ``_PRETRAINED_WORDS``); any other model: the training half of :data:`PARAPHRASES` as written.
+    """
+    from mfutils.models.pretrained_organism import ORGANISMS
+
+    if model_id in ORGANISMS:
+        return {t: tuple(tpl.format(A=t, B=o) for tpl in _PRETRAINED_TRAIN) for t, o in (("image", "text"), ("text", "image"))}
+    return {t: tuple(dict.fromkeys(PARAPHRASES[t]["train"])) for t in ("image", "text")}

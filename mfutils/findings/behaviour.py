@@ -31,7 +31,8 @@ class BehaviourSpec(RunSpec):
     OUTPUTS: typing.ClassVar[tuple[str, ...]] = (
         "answer_distribution.csv", "answer_distribution.png", "following_ratio.csv", "following_ratio.png",
         "phrasings.csv", "phrasings.parquet", "readouts.csv", "readouts.parquet", "results.json", "summary.csv",
-        "summary.parquet", "unseen_phrasings.csv", "unseen_phrasings.png",
+        "summary.parquet", "trained_phrasings.csv", "trained_phrasings.parquet", "unseen_phrasings.csv",
+        "unseen_phrasings.png",
     )
     n_samples: int = 256
     n_boot: int = 1000
@@ -76,8 +77,10 @@ def run(bundle, spec: BehaviourSpec) -> dict[str, pd.DataFrame]:
     readouts = pd.concat(rows, ignore_index=True)
     summary = pd.concat(summaries, ignore_index=True)
     prior = prior_split(readouts)
-    phrasings = unseen_phrasings(bundle, spec) if spec.data.startswith("synthetic") else pd.DataFrame()
-    return {"readouts": readouts, "summary": summary, "prior": prior, "phrasings": phrasings}
+    synthetic_data = spec.data.startswith("synthetic")
+    phrasings = unseen_phrasings(bundle, spec) if synthetic_data else pd.DataFrame()
+    trained = training_phrasings(bundle, spec) if synthetic_data else pd.DataFrame()
+    return {"readouts": readouts, "summary": summary, "prior": prior, "phrasings": phrasings, "trained_phrasings": trained}
 
 
 
@@ -89,21 +92,40 @@ def unseen_phrasing_items(spec: "BehaviourSpec", templates: tuple[str, ...] = in
     or the recipe-choosing :data:`~mfutils.data.instruction_banks.VALIDATION_TEMPLATES`, with the words
     "image" and "text"), in both directions; ``spec.n_samples // 8`` held-out conflicts each,
     the same conflicts for every sentence of a direction."""
+    return sentence_items(spec, {t: tuple(tpl.format(A=t, B=o) for tpl in templates)
+                                 for t, o in (("image", "text"), ("text", "image"))})
+
+
+def sentence_items(spec: "BehaviourSpec", sentences: dict[str, tuple[str, ...]]) -> dict[str, list]:
+    """``sentence -> conflicts``: each of ``sentences`` (``{target: sentences}``) asked on the
+    same ``spec.n_samples // 8`` held-out conflicts (seed ``spec.seed + 11``), so that every
+    table read this way (unseen sentences, training sentences) compares sentences, not samples."""
     from mfutils.findings.evaluation import with_target
 
     base = synthetic.make_split("eval", max(spec.n_samples // 8, 1), spec.seed + 11, {"conflict": 1.0})
-    out = {}
-    for target, other in (("image", "text"), ("text", "image")):
-        for template in templates:
-            sentence = template.format(A=target, B=other)
-            out[sentence] = [with_target(it, target, sentence) for it in base]
-    return out
+    return {sentence: [with_target(it, target, sentence) for it in base]
+            for target in ("image", "text") for sentence in sentences[target]}
 
 
 def unseen_phrasings(bundle, spec: "BehaviourSpec", templates: tuple[str, ...] = instruction_banks.UNSEEN_TEMPLATES
                      ) -> pd.DataFrame:
     """Following ratio (95% bootstrap CI) per unseen sentence and direction (``templates`` as
-    in :func:`unseen_phrasing_items`).
+    in :func:`unseen_phrasing_items`); see :func:`sentence_following`."""
+    return sentence_following(bundle, spec, unseen_phrasing_items(spec, templates))
+
+
+def training_phrasings(bundle, spec: "BehaviourSpec") -> pd.DataFrame:
+    """:func:`sentence_following` for one sentence per template of the model's core training
+    bank (:func:`mfutils.data.instruction_banks.core_training_sentences`), on the unseen table's
+    conflicts: where a shortfall on the held-out combinations comes from. No target reads it."""
+    return sentence_following(bundle, spec, sentence_items(spec, instruction_banks.core_training_sentences(spec.model_id)))
+
+
+def sentence_following(bundle, spec: "BehaviourSpec", items_by_sentence: dict[str, list]) -> pd.DataFrame:
+    """One row per sentence (``items_by_sentence``: ``sentence -> conflicts``, one direction
+    each): ``direction``, ``instruction``, ``n``, ``following_ratio`` with its 95% bootstrap CI,
+    ``competitor_share`` (answers from the other modality: the sentence read the wrong way
+    round) and ``note``.
 
     A model whose tokenizer cannot represent a sentence (the tiny organism's word-level
     vocabulary) gets a row saying so instead of a ratio read from ``<unk>`` tokens.
@@ -111,31 +133,62 @@ def unseen_phrasings(bundle, spec: "BehaviourSpec", templates: tuple[str, ...] =
     from mfutils.engine.encoding import UnrepresentableTextError
 
     rows = []
-    for sentence, items in unseen_phrasing_items(spec, templates).items():
+    for sentence, items in items_by_sentence.items():
         row = {"direction": items[0].target, "instruction": sentence, "n": len(items)}
         try:
             table = run_readouts(bundle, items, spec.batch_size)
         except UnrepresentableTextError as err:
             rows.append(row | {"following_ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                               "competitor_share": float("nan"),
                                "note": "cannot be read: no token for " + ", ".join(map(repr, err.words))})
             continue
         est, lo, hi = bootstrap_ci((table["decision"] == 1).astype(float), n_boot=spec.n_boot, seed=spec.seed)
-        rows.append(row | {"following_ratio": est, "ci_low": lo, "ci_high": hi, "note": ""})
+        rows.append(row | {"following_ratio": est, "ci_low": lo, "ci_high": hi,
+                           "competitor_share": float((table["decision"] == -1).mean()), "note": ""})
     return pd.DataFrame(rows)
 
 
 def phrasing_view(phrasings: pd.DataFrame) -> pd.DataFrame:
-    """:func:`unseen_phrasings` for reading: one "followed" cell per sentence, as a percentage
-    with its 95% CI, or why the tokenizer could not read it."""
+    """:func:`sentence_following`'s table for reading: per sentence a "followed" cell, as a
+    percentage with its 95% CI, or why the tokenizer could not read it, and the share answered
+    from the other modality."""
     def cell(r) -> str:
         if r["note"]:
             return r["note"]
         return f"{r['following_ratio']:.0%} [{r['ci_low']:.0%}, {r['ci_high']:.0%}] of {int(r['n'])}"
 
+    columns = ["direction", "instruction", "followed", "from the other modality"]
     if not len(phrasings):
-        return pd.DataFrame(columns=["direction", "instruction", "followed"])
-    return pd.DataFrame({"direction": phrasings["direction"], "instruction": phrasings["instruction"],
-                         "followed": phrasings.apply(cell, axis=1)})
+        return pd.DataFrame(columns=columns)
+    other = phrasings["competitor_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    return pd.DataFrame(dict(zip(columns, [phrasings["direction"], phrasings["instruction"],
+                                           phrasings.apply(cell, axis=1), other])))
+
+
+def shortfall_sentence(phrasings: pd.DataFrame, what: str, bar: float = TARGET_PHRASING) -> str:
+    """One sentence naming the sentences of ``phrasings`` (:func:`sentence_following`) followed
+    below ``bar``, lowest first, and how many of them the model reads the wrong way round
+    (answers from the other modality on at least half its conflicts); ``what`` names the table
+    ("training sentences")."""
+    readable = phrasings[phrasings["following_ratio"].notna()] if len(phrasings) else phrasings
+    if not len(readable):
+        return f"No {what} could be read by this model."
+    low = readable[readable["following_ratio"] < bar].sort_values(["following_ratio", "direction", "instruction"])
+    if not len(low):
+        return f"Every one of the {len(readable)} {what} is followed on at least {bar:.0%} of its conflicts."
+    listed = "; ".join(f"“{r.instruction}” {r.following_ratio:.0%} (other modality {r.competitor_share:.0%})"
+                       for r in low.itertuples())
+    inverted = int((low["competitor_share"] >= 0.5).sum())
+    one = len(low) == 1
+    head = (f"{len(low)} of the {len(readable)} {what} {'is' if one else 'are'} followed on fewer than {bar:.0%} "
+            f"of {'its' if one else 'their'} conflicts: {listed}.")
+    if not inverted:
+        return head + (" None is read the wrong way round (answered from the other modality on at least half of its"
+                       " conflicts).")
+    if one:
+        return head + " The model reads it the wrong way round, answering from the other modality on at least half of its conflicts."
+    return head + (f" The model reads {inverted} of them the wrong way round, answering from the other modality on at "
+                   "least half of their conflicts.")
 
 
 #: the figure's kinds, top to bottom
