@@ -393,3 +393,22 @@ def test_the_sparse_verbs_bank_spreads_every_verb_over_fewer_forms_within_396_te
         assert f"{instruction_banks._cap(verb)} the {{{'A' if verb in verbs[0] else 'B'}}}." in sparse
     assert set(instruction_banks._SINGLE_DECLARATIVES) < set(sparse)
     assert instruction_banks.PRETRAINED_BANK_WEIGHTS["sparse-verbs"] == instruction_banks.PRETRAINED_BANK_WEIGHTS["weighted-declaratives"]
+
+
+def test_the_final_monitor_reads_the_core_sentences_apart():
+    """Rule of 2026-12-07: a bank of hundreds of templates dilutes the fourteen that chapter 0's
+    held-out combinations ask, so the final monitor reads them in a set of their own."""
+    from mfutils.data import instruction_banks as ib
+    from mfutils.models.train_pretrained import CORE_PREFIX, final_monitor_items
+
+    sets = final_monitor_items(0, 64, "sparse-verbs")
+    assert list(sets) == ["", CORE_PREFIX] and all(len(v) == 64 for v in sets.values())
+    core = sets[CORE_PREFIX]
+    assert {it.kind for it in core} == {"conflict"} and {it.target for it in core} == {"image", "text"}
+    for it in core:
+        assert it.instruction in ib.PRETRAINED_PHRASINGS[it.target]["train"]
+    bank = ib.pretrained_phrasings("sparse-verbs", weighted=False)
+    plain = [it for it in sets[""] if it.target]
+    assert all(it.instruction in bank[it.target]["train"] for it in plain)
+    # most of the bank's sentences are not core ones: the plain set alone would dilute them
+    assert sum(it.instruction in ib.PRETRAINED_PHRASINGS[it.target]["train"] for it in plain) < len(plain) / 4

@@ -11,7 +11,9 @@ by default; in no bank and read by no chapter), with the
 chapter's own conflicts (its defaults: 256 samples, so 32 conflicts per sentence, seed 0), and
 applies :func:`accepts`, whose thresholds are chapter 00's behaviour targets (:mod:`mfutils.findings.rules`):
 the validation sentences in place of the test ones, and the training record's final monitor
-(every group, the consistent ones included) in place of the chapter's held-out sets; the paper's
+(every group, the consistent ones included, and since 2026-12-07 the conflicts asked with the
+core templates alone: :func:`mfutils.models.train_pretrained.final_monitor_items`) in place of
+the chapter's held-out sets; the paper's
 two sentences are left to the chapter. A candidate whose final monitor misses its target is
 rejected without reading the validation sentences.
 

@@ -401,8 +401,7 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
     train_seconds = time.perf_counter() - t0
     parts = po.trained_parts(model, loras)
     po.detach_lora(model)
-    final_monitor = synthetic.make_split("eval", cfg.final_eval_size, seed=cfg.seed + 2, phrasings=even)
-    final = accuracy(model, processor, final_monitor)
+    final = final_monitor(model, processor, cfg.seed, cfg.final_eval_size, cfg.bank)
     log(json.dumps({"final_eval": final}))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -431,6 +430,33 @@ def train(out_dir: Path, cfg: PretrainedTrainConfig = PretrainedTrainConfig(),
         (out_dir / terms.name).write_bytes(terms.read_bytes())
     write_model_card(out_dir, record)
     return record
+
+
+#: the final monitor's groups on the core templates' conflicts are named with this prefix
+CORE_PREFIX = "core "
+
+
+def final_monitor_items(seed: int, size: int, bank: str) -> dict[str, list]:
+    """The final monitor's two item sets, by the prefix of their groups: ``""``, ``size`` held-out
+    items of every kind with the bank's sentences read once each (seed ``seed + 2``); and
+    :data:`CORE_PREFIX`, ``size`` held-out conflicts with the core templates' sentences alone
+    (seed ``seed + 3``), the sentences chapter 00's held-out combinations ask.
+
+    Why the second (rule of 2026-12-07, before any training it judges): in a bank of hundreds of
+    templates the core fourteen are a few percent of the first set, and the Gemma organism read
+    96.6% / 100% there while inverting two of them ("Use only the image to answer." was answered
+    from the text), 82% / 86% in chapter 00."""
+    return {"": synthetic.make_split("eval", size, seed=seed + 2,
+                                     phrasings=instruction_banks.pretrained_phrasings(bank, weighted=False)),
+            CORE_PREFIX: synthetic.make_split("eval", size, seed=seed + 3, kinds={"conflict": 1.0},
+                                              phrasings=instruction_banks.PRETRAINED_PHRASINGS)}
+
+
+def final_monitor(model, processor, seed: int, size: int, bank: str) -> dict[str, float]:
+    """``group -> accuracy`` on :func:`final_monitor_items`' sets, the core set's groups prefixed
+    (``"core conflict/image"``); :mod:`mfutils.models.recipe_check` reads every group."""
+    return {prefix + g: acc for prefix, items in final_monitor_items(seed, size, bank).items()
+            for g, acc in accuracy(model, processor, items).items()}
 
 
 def _decay_words(cfg: dict, decay: list[int]) -> str:
@@ -462,6 +488,7 @@ def write_model_card(out_dir: Path, rec: dict) -> Path:
     names = {"conflict/image": "conflict, told to follow the image", "conflict/text": "conflict, told to follow the text",
              "consistent/image": "consistent, image instruction", "consistent/text": "consistent, text instruction",
              "image_only": "image-only control", "text_only": "text-only control"}
+    names |= {CORE_PREFIX + g: f"{v}, core sentences" for g, v in names.items() if g.startswith("conflict/")}
     lines = [
         "# The pretrained organism" if org.model_id == po.PRETRAINED_ID else "# The Gemma organism",
         "",
