@@ -62,7 +62,7 @@ STORY = {
     "04-depth": ("the arbitration heads sit in the middle-to-deep layers, where the paper places arbitration",
                  "the arbitration heads do not sit where the paper places arbitration"),
     "04-fast": ("a cheap scorer finds the same heads as exact ablation (the book's own target)",
-                "the cheap scorer does not find the exact ablation's heads, so the chapter's heads come from exact ablation"),
+                "the cheap scorer does not find the exact ablation's heads, so every head a verdict reads is measured by exact ablation"),
     "05-block": ("blocking a few heads cuts following in both directions, far more than random heads do",
                  "blocking the heads does not cut following in both directions beyond random heads"),
     "05-general": ("blocking the heads leaves single-modality ability intact: they arbitrate, they do not read",
