@@ -94,3 +94,28 @@ def test_the_front_page_names_both_models_from_the_comparison_parameters(monkeyp
     s = comparison.models_sentence()
     assert s.startswith("The book's model is the **SmolLM2 organism**, a small LLaVA around SmolLM2-135M-Instruct")
     assert "for comparison, runs the **Gemma organism**, the same build around Gemma-3-270M" in s
+
+
+def test_the_organism_page_reads_each_organisms_chapter0(tmp_path):
+    from mfutils.book import organisms
+
+    out = str(tmp_path)
+    assert list(organisms.chapter0_readings(output_dir=out)["held-out combinations: image"]) == ["no finished run"] * 2
+    summary = [{"condition": "held-out combinations", "kind": "conflict", "target": t, "n": n, "following_ratio": f,
+                "ci_low": f - 0.1, "ci_high": min(f + 0.1, 1.0)} for t, n, f in (("image", 33, 0.82), ("text", 43, 0.86))]
+    trained = [{"direction": "image", "instruction": "Use only the image to answer.", "n": 16, "following_ratio": 0.0,
+                "ci_low": 0.0, "ci_high": 0.0, "competitor_share": 1.0, "note": ""},
+               {"direction": "text", "instruction": "Go by the text.", "n": 16, "following_ratio": 1.0,
+                "ci_low": 1.0, "ci_high": 1.0, "competitor_share": 0.0, "note": ""}]
+    w = RunWriter(chapters.chapter_spec("00_behaviour", output_dir=out, **chapters.comparison_overrides("00_behaviour")))
+    w.write_json("results.json", {"summary": summary, "trained_phrasings": trained, "verdicts": []})
+    fill_declared(w)
+    w.finish()
+    t = organisms.chapter0_readings(output_dir=out)
+    assert list(t["organism"]) == ["SmolLM2 organism", "Gemma organism"]
+    gemma = t.iloc[1]
+    assert gemma["held-out combinations: image"] == "82% [72%, 92%] of 33"
+    assert gemma["held-out combinations: text"] == "86% [76%, 96%] of 43"
+    assert gemma["training sentences"].startswith("1 of the 2 training sentences is followed on fewer than 80%")
+    assert "“Use only the image to answer.” 0% (other modality 100%)" in gemma["training sentences"]
+    assert t.iloc[0]["held-out combinations: image"] == "no finished run"

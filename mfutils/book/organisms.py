@@ -55,3 +55,38 @@ def final_accuracy_table(model_ids: tuple[str, ...] | None = None) -> pd.DataFra
         cols[f"{front_name(model_id)} ({final['items']} items)"] = final["accuracy"]
     return pd.DataFrame(cols).rename_axis("group").reset_index()
 
+
+
+def chapter0_readings(**overrides) -> pd.DataFrame:
+    """One row per organism the book executes (its own model, then the comparison's): chapter 0's
+    held-out combinations (following the image, the text) and which core training sentences it
+    misses (:func:`mfutils.findings.behaviour.shortfall_sentence`), from chapter 0's finished runs.
+    The final monitor beside it asks the whole training bank, where the core sentences are a few
+    percent; chapter 0 asks them alone. A model with no finished chapter 0 says so. ``overrides``:
+    parameters both runs share (the output folder)."""
+    from mfutils.book import chapters
+    from mfutils.findings.behaviour import shortfall_sentence
+    from mfutils.runs.results import IncompleteResultsError, load_run
+
+    specs = [chapters.chapter_spec("00_behaviour", **overrides),
+             chapters.chapter_spec("00_behaviour", **{**overrides, **chapters.comparison_overrides("00_behaviour")})]
+    rows = []
+    for spec in specs:
+        row = {"organism": front_name(spec.model_id)}
+        try:
+            res = load_run(spec)["results"]
+        except IncompleteResultsError:
+            rows.append(row | {"held-out combinations: image": "no finished run", "held-out combinations: text": "",
+                               "training sentences": ""})
+            continue
+        summary = pd.DataFrame(res["summary"])
+        for target in ("image", "text"):
+            r = summary[(summary["condition"] == "held-out combinations") & (summary["kind"] == "conflict")
+                        & (summary["target"] == target)].iloc[0]
+            row[f"held-out combinations: {target}"] = (f"{r['following_ratio']:.0%} [{r['ci_low']:.0%}, "
+                                                       f"{r['ci_high']:.0%}] of {int(r['n'])}")
+        trained = pd.DataFrame(res.get("trained_phrasings", []))
+        row["training sentences"] = (shortfall_sentence(trained, "training sentences") if len(trained)
+                                     else "not measured (not synthetic data)")
+        rows.append(row)
+    return pd.DataFrame(rows)
