@@ -56,7 +56,6 @@ def final_accuracy_table(model_ids: tuple[str, ...] | None = None) -> pd.DataFra
     return pd.DataFrame(cols).rename_axis("group").reset_index()
 
 
-
 def chapter0_readings(**overrides) -> pd.DataFrame:
     """One row per organism the book executes (its own model, then the comparison's): chapter 0's
     held-out combinations (following the image, the text) and which core training sentences it
@@ -82,9 +81,10 @@ def chapter0_readings(**overrides) -> pd.DataFrame:
         summary = pd.DataFrame(res["summary"])
         for target in ("image", "text"):
             r = summary[(summary["condition"] == "held-out combinations") & (summary["kind"] == "conflict")
-                        & (summary["target"] == target)].iloc[0]
-            row[f"held-out combinations: {target}"] = (f"{r['following_ratio']:.0%} [{r['ci_low']:.0%}, "
-                                                       f"{r['ci_high']:.0%}] of {int(r['n'])}")
+                        & (summary["target"] == target)]
+            row[f"held-out combinations: {target}"] = "—" if r.empty else (
+                f"{r.iloc[0]['following_ratio']:.0%} [{r.iloc[0]['ci_low']:.0%}, {r.iloc[0]['ci_high']:.0%}] "
+                f"of {int(r.iloc[0]['n'])}")
         trained = pd.DataFrame(res.get("trained_phrasings", []))
         row["training sentences"] = (shortfall_sentence(trained, "training sentences") if len(trained)
                                      else "not measured (not synthetic data)")
