@@ -393,5 +393,11 @@ def core_training_sentences(model_id: str) -> dict[str, tuple[str, ...]]:
     from mfutils.models.pretrained_organism import ORGANISMS
 
     if model_id in ORGANISMS:
-        return {t: tuple(tpl.format(A=t, B=o) for tpl in _PRETRAINED_TRAIN) for t, o in (("image", "text"), ("text", "image"))}
+        return plain_sentences(_PRETRAINED_TRAIN)
     return {t: tuple(dict.fromkeys(PARAPHRASES[t]["train"])) for t in ("image", "text")}
+
+
+def plain_sentences(templates: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``{target: sentences}``: each template (``{A}`` the modality to follow, ``{B}`` the other)
+    with the plain words "image" and "text", per direction."""
+    return {t: tuple(tpl.format(A=t, B=o) for tpl in templates) for t, o in (("image", "text"), ("text", "image"))}

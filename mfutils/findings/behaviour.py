@@ -92,8 +92,7 @@ def unseen_phrasing_items(spec: "BehaviourSpec", templates: tuple[str, ...] = in
     or the recipe-choosing :data:`~mfutils.data.instruction_banks.VALIDATION_TEMPLATES`, with the words
     "image" and "text"), in both directions; ``spec.n_samples // 8`` held-out conflicts each,
     the same conflicts for every sentence of a direction."""
-    return sentence_items(spec, {t: tuple(tpl.format(A=t, B=o) for tpl in templates)
-                                 for t, o in (("image", "text"), ("text", "image"))})
+    return sentence_items(spec, instruction_banks.plain_sentences(templates))
 
 
 def sentence_items(spec: "BehaviourSpec", sentences: dict[str, tuple[str, ...]]) -> dict[str, list]:
