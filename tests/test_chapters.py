@@ -203,8 +203,10 @@ def test_a_findings_state_counts_its_paper_claims_only_and_chapter_0_its_targets
         {"ch.": 0, "rule": "", "verdict": "met"}, {"ch.": 0, "rule": "", "verdict": "not met"},
         {"ch.": 1, "rule": "01-vi", "verdict": "reproduced"}, {"ch.": 1, "rule": "01-qf", "verdict": "not met"},
         {"ch.": 4, "rule": "04-sparse", "verdict": "not reproduced"}, {"ch.": 4, "rule": "04-fast", "verdict": "met"},
+        {"ch.": 5, "rule": "05-block", "verdict": "partly"}, {"ch.": 5, "rule": "05-general", "verdict": "not reproduced"},
     ])
     states = comparison.finding_states(table)
     assert states[0] == ("in part", "1 of 2 met")
     assert states[1] == ("holds", "1 of 1 reproduced")  # our hypothesis 01-qf does not count
     assert states[4] == ("does not hold", "0 of 1 reproduced")  # nor does our target 04-fast
+    assert states[5] == ("in part", "0 of 2 reproduced, 1 partly")  # the count says why it is "in part"

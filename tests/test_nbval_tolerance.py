@@ -66,3 +66,23 @@ def test_nbval_with_the_plugin_passes_drift_and_fails_a_real_change(tmp_path):
     assert _nbval(drifted, "-p", "mfutils.book.nbval_tolerance") == 0
     changed = _notebook(tmp_path / "changed.ipynb", "   20      -0.03      0.18\ncontrol 7.6e-06\n")
     assert _nbval(changed, "-p", "mfutils.book.nbval_tolerance") != 0
+
+
+def _sanitized(text: str) -> str:
+    """``text`` after the sanitize file's substitutions, in its order (as nbval applies them)."""
+    import re
+
+    from nbval.plugin import get_sanitize_patterns
+
+    for regex, replace in get_sanitize_patterns(SANITIZE.read_text()):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_a_committed_relative_path_matches_a_reexecution_elsewhere():
+    # the runner writes paths relative to the checkout; nbval re-executes in some checkout
+    committed = "PosixPath('results/00_behaviour/pretrained-organism/ccf5e72b4a')"
+    reexecuted = "PosixPath('/tmp/ci/main/results/00_behaviour/pretrained-organism/ccf5e72b4a')"
+    assert _sanitized(committed) == _sanitized(reexecuted)
+    # a different run folder (other parameters) is still a difference
+    assert _sanitized(committed) != _sanitized(reexecuted.replace("ccf5e72b4a", "0123456789"))

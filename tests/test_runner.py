@@ -156,3 +156,23 @@ def test_a_failed_chapter_keeps_the_times_of_those_finished_before_it(tmp_path, 
     with pytest.raises(SystemExit):
         runner.compare([], 60)
     assert recorded == [["a (comparison)"]]
+
+
+def test_executed_notebooks_do_not_carry_the_checkouts_folder(tmp_path):
+    root = tmp_path / "checkout"
+    cell = nbformat.v4.new_code_cell("run.writer.finish()", execution_count=1)
+    cell.outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{root}/results/00/x/ab12')"},
+                               execution_count=1),
+        nbformat.v4.new_output("stream", name="stdout", text=f"wrote {root}/results/00/x/ab12/summary.csv\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=f"elsewhere: {tmp_path}/other/file\n"),
+    ]
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-12-07T05:00:00"}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    runner._strip_volatile(path, root)
+    out = nbformat.read(path, as_version=4).cells[0]
+    assert out.outputs[0]["data"]["text/plain"] == "PosixPath('results/00/x/ab12')"
+    assert out.outputs[1]["text"] == "wrote results/00/x/ab12/summary.csv\n"
+    assert out.outputs[2]["text"] == f"elsewhere: {tmp_path}/other/file\n"  # only the checkout's own folder
+    assert "execution" not in out.metadata

@@ -196,8 +196,9 @@ def arbitration_maps(**overrides) -> tuple[dict[str, pd.DataFrame], list[str]]:
 def finding_states(table: pd.DataFrame) -> dict[int, tuple[str, str]]:
     """Chapter number -> ``(state, count)`` for one model's :func:`mfutils.book.chapters.summary_table`:
     :func:`mfutils.findings.rules.finding_holds` over the chapter's paper claims (chapter 0: its
-    targets), and how many of them show the effect ("2 of 3 reproduced"); a chapter without a
-    finished run is ``("not run", "no finished run")``."""
+    targets), and how many of them show the effect ("2 of 3 reproduced", with "1 partly" added
+    where some do in part: *in part* never stands beside "0 of 8 reproduced" alone); a chapter
+    without a finished run is ``("not run", "no finished run")``."""
     out = {}
     for ch, rows in table.groupby("ch.", sort=True):
         if set(rows["verdict"]) == {"not run"}:
@@ -208,6 +209,8 @@ def finding_states(table: pd.DataFrame) -> dict[int, tuple[str, str]]:
         verdicts = list(claims["verdict"])
         word = "reproduced" if len(paper) else "met"
         shown = sum(v in rules.AGREES for v in verdicts)
-        out[int(ch)] = (rules.finding_holds(verdicts), f"{shown} of {len(verdicts)} {word}")
+        partly = sum(v in rules.PARTLY for v in verdicts)
+        count = f"{shown} of {len(verdicts)} {word}" + (f", {partly} partly" if partly else "")
+        out[int(ch)] = (rules.finding_holds(verdicts), count)
     return out
 

@@ -205,15 +205,24 @@ def _run_papermill(src: str, dst: str, parameters: str, timeout: str) -> int:
     return 0
 
 
-def _strip_volatile(path: Path) -> None:
-    """Drop papermill's timing metadata so re-execution with the same parameters is byte-stable."""
+def _strip_volatile(path: Path, root: Path | None = None) -> None:
+    """Drop papermill's timing metadata, and the checkout's own folder from the outputs (a
+    chapter shows ``PosixPath('results/…')``, not the path of the machine that executed it), so
+    that re-execution with the same parameters is byte-stable wherever the checkout lives."""
     import nbformat
 
+    prefix = f"{(root or project_root()).resolve()}/"
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            if isinstance(out.get("text"), str):
+                out["text"] = out["text"].replace(prefix, "")
+            for mime, value in out.get("data", {}).items():
+                if isinstance(value, str) and mime.startswith("text/"):
+                    out["data"][mime] = value.replace(prefix, "")
     nb.metadata.get("kernelspec", {})["display_name"] = "Python 3"
     nbformat.write(nb, path)
 
