@@ -444,8 +444,9 @@ def final_monitor_items(seed: int, size: int, bank: str) -> dict[str, list]:
 
     Why the second (rule of 2026-12-07, before any training it judges): in a bank of hundreds of
     templates the core fourteen are a few percent of the first set, and the Gemma organism's first
-    parts (digest f8edfd4f…) read 96.6% / 100% there while reading one of them the wrong way round in both directions ("Use only
-    the image to answer." was answered from the text), 82% / 86% in chapter 00."""
+    parts (digest f8edfd4f…) read 96.6% / 100% there while reading one of them the wrong way
+    round in both directions ("Use only the image to answer." was answered from the text), 82% /
+    86% in chapter 00."""
     return {"": synthetic.make_split("eval", size, seed=seed + 2,
                                      phrasings=instruction_banks.pretrained_phrasings(bank, weighted=False)),
             CORE_PREFIX: synthetic.make_split("eval", size, seed=seed + 3, kinds={"conflict": 1.0},
