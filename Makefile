@@ -101,7 +101,7 @@ pretrained-organism: $(STAMP)
 	$(PY) -m mfutils.models.train_pretrained --bank sparse-verbs --steps 700 --decay-steps 300 --learnt-at 1.01 \
 	  --text-steps 400 --lr 0.001 --out models/pretrained_organism
 
-## optional: retrain the Gemma organism: the pretrained organism's recipe at half its LoRA rate, with a one-sentence curriculum, a 200-step alignment and the core sentences drawn three times as often (deterministic, 32–48 minutes on 2 cores; models/recipe_trials/README.md, gemma-core3)
+## optional: retrain the Gemma organism: the pretrained organism's recipe at half its LoRA rate, with a one-sentence curriculum, a 200-step alignment and the core sentences drawn three times as often (deterministic, 27–48 minutes on 2 cores; models/recipe_trials/README.md, gemma-core3)
 gemma-organism: $(STAMP)
 	$(PY) -m mfutils.models.train_pretrained --organism gemma-organism --bank sparse-verbs-core3 --steps 700 --decay-steps 300 \
 	  --learnt-at 1.01 --text-steps 400 --lr 0.0005 --curriculum-steps 100 --align-steps 200 --out models/gemma_organism
