@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: python-check book chapters html test test-full test-fast organism pretrained-organism gemma-organism chromium bench lock
 
-# nbval's wall-clock budget in `make test` (minutes; 0: none): on a machine as fast as the one that
-# executed the book every notebook fits, on a slower one the summary names those left out
+# nbval's wall-clock budget in `make test` (minutes; 0: none): on the machine that executed the
+# book all but one or two of the longest chapters fit (2026-12-07), on a slower one fewer; the
+# summary names those left out
 NBVAL_BUDGET_MIN ?= 40
 # (an interrupted run's *.partial.ipynb beside a chapter is not part of the book)
 NOTEBOOKS := $(sort $(filter-out %.partial.ipynb,$(wildcard book/chapters/*.ipynb))) book/index.ipynb book/organism.ipynb book/reproduce_on_gpu.ipynb
